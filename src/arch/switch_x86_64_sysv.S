@@ -1,0 +1,63 @@
+/* x86-64 System V context switch. See context.h for the contract.
+ *
+ * Saved frame, pushed on the stack being left (low address first), sp kept
+ * in csp__ctx_t.sp:
+ *   0  x87 control word (2 bytes) | MXCSR (4 bytes at +4)
+ *   8  r15
+ *  16  r14
+ *  24  r13
+ *  32  r12
+ *  40  rbx
+ *  48  rbp
+ *  56  return address
+ */
+    .text
+    .globl  csp__ctx_switch
+    .hidden csp__ctx_switch
+    .type   csp__ctx_switch, @function
+    .p2align 4
+/* void *csp__ctx_switch(csp__ctx_t *from (rdi), csp__ctx_t *to (rsi), void *pass (rdx)) */
+csp__ctx_switch:
+    .cfi_startproc
+    pushq   %rbp
+    pushq   %rbx
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+    subq    $8, %rsp
+    fnstcw  (%rsp)
+    stmxcsr 4(%rsp)
+    movq    %rsp, (%rdi)        /* from->sp */
+    movq    (%rsi), %rsp        /* to->sp */
+    fldcw   (%rsp)
+    ldmxcsr 4(%rsp)
+    addq    $8, %rsp
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %rbx
+    popq    %rbp
+    movq    %rdx, %rax          /* the resumed side's return value */
+    movq    %rdx, %rsi          /* and entry's second argument on a first switch */
+    ret
+    .cfi_endproc
+    .size   csp__ctx_switch, .-csp__ctx_switch
+
+/* First frame of a new context: r12 = entry, r13 = arg, pass in rsi. */
+    .globl  csp__ctx_trampoline
+    .hidden csp__ctx_trampoline
+    .type   csp__ctx_trampoline, @function
+    .p2align 4
+csp__ctx_trampoline:
+    .cfi_startproc
+    .cfi_undefined rip
+    movq    %r13, %rdi
+    /* rsp is 16-byte aligned here; call pushes the return address as the ABI expects */
+    callq   *%r12
+    ud2                          /* entry must not return */
+    .cfi_endproc
+    .size   csp__ctx_trampoline, .-csp__ctx_trampoline
+
+    .section .note.GNU-stack,"",@progbits

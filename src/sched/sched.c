@@ -1,0 +1,1267 @@
+/* The scheduler: workers, run queues, spawn, yield, park/ready, start/stop.
+ *
+ * Model (Go's G/M/P with M and P fused into a worker; see sched.h for the
+ * glossary and docs/internals/design.md for the rationale):
+ *   - Each worker owns a bounded run queue (Go's runq: a 256-slot ring; the
+ *     owner puts at the tail, owner and thieves take at the head with a CAS)
+ *     and a runnext slot (the task readied or spawned last runs next).
+ *   - A global queue (mutex) takes overflow and tasks made runnable by plain
+ *     threads; every 61st schedule looks at it first so it can't starve.
+ *   - An idle worker: global queue, then steals half of a random victim's
+ *     queue (4 rounds over all victims, runnext on the last), then sleeps on
+ *     its futex. At most half of the busy workers spin (Go's rule).
+ *   - Tasks switch directly to the next runnable task when the local queue
+ *     has one (one context switch per yield/park); otherwise they switch to
+ *     the worker's scheduler loop (g0).
+ *
+ * Invariants
+ *   - A task is in at most one place: running on one worker, in one run queue
+ *     slot / runnext / the global queue / a pinned inbox, parked, or free.
+ *   - Only the context that switches *to* a task's successor publishes the
+ *     task that was switched away from (post-switch step, sched.h).
+ *   - No lost wake-ups: whoever makes work runnable calls csp__wakep() after a
+ *     seq_cst fence; a worker going to sleep first registers as idle (seq_cst
+ *     RMW on npidle) and stops spinning, then re-checks every queue, then
+ *     sleeps on park_seq read *before* that re-check (Dekker pairing).
+ *   - An idle runtime uses no CPU: sleeping workers are in futex_wait, with a
+ *     timeout only for the single timer sleeper.
+ *
+ * Thread-locals: tls_worker is read only through csp__cur_worker() (noipa),
+ * and re-read after every switch, because a task may resume on another
+ * worker (docs/internals/threads.md).
+ */
+#define _GNU_SOURCE
+#include "sched.h"
+#include "wait.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(CSP_ASAN)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(CSP_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+csp__runtime_t csp__rt;
+static __thread csp__worker_t *tls_worker;
+static pthread_mutex_t rt_lifecycle = PTHREAD_MUTEX_INITIALIZER;
+
+CSP__NOIPA csp__worker_t *csp__cur_worker(void)
+{
+    return tls_worker;
+}
+
+csp__task_t *csp__cur_task(void)
+{
+    csp__worker_t *w = csp__cur_worker();
+    return w ? w->cur : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* run queue (Go's runq)                                               */
+
+/* Owner only. Moves half of the local queue plus t to the global queue.
+ * False if a thief raced us (retry the fast path). */
+static bool runq_put_slow(csp__worker_t *w, csp__task_t *t, uint32_t h, uint32_t tl)
+{
+    csp__task_t *batch[CSP__RUNQ_SIZE / 2 + 1];
+    uint32_t n = (tl - h) / 2;
+    for (uint32_t i = 0; i < n; i++)
+        batch[i] = atomic_load_explicit(&w->runq[(h + i) % CSP__RUNQ_SIZE], memory_order_relaxed);
+    /* release: commits the consume (pairs with the acquire loads of head) */
+    if (!atomic_compare_exchange_strong_explicit(&w->runq_head, &h, h + n, memory_order_release,
+                                                 memory_order_relaxed))
+        return false;
+    batch[n] = t;
+    for (uint32_t i = 0; i < n; i++)
+        batch[i]->next = batch[i + 1];
+    t->next = NULL;
+    pthread_mutex_lock(&csp__rt.gq_lock);
+    if (csp__rt.gq_tail)
+        csp__rt.gq_tail->next = batch[0];
+    else
+        csp__rt.gq_head = batch[0];
+    csp__rt.gq_tail = t;
+    atomic_store_explicit(&csp__rt.gq_n, atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed) + n + 1,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&csp__rt.gq_lock);
+    return true;
+}
+
+/* Owner only. next: put t in runnext (the old occupant goes to the tail). */
+static void runq_put(csp__worker_t *w, csp__task_t *t, bool next)
+{
+    if (next) {
+        t = atomic_exchange_explicit(&w->runnext, t, memory_order_acq_rel);
+        if (!t)
+            return;
+    }
+    for (;;) {
+        /* acquire: pairs with consumers' release CAS on head */
+        uint32_t h = atomic_load_explicit(&w->runq_head, memory_order_acquire);
+        uint32_t tl = atomic_load_explicit(&w->runq_tail, memory_order_relaxed);
+        if (tl - h < CSP__RUNQ_SIZE) {
+            atomic_store_explicit(&w->runq[tl % CSP__RUNQ_SIZE], t, memory_order_relaxed);
+            /* release: makes the slot available to consumers */
+            atomic_store_explicit(&w->runq_tail, tl + 1, memory_order_release);
+            return;
+        }
+        if (runq_put_slow(w, t, h, tl))
+            return;
+    }
+}
+
+/* Owner only. */
+static csp__task_t *runq_get(csp__worker_t *w)
+{
+    csp__task_t *next;
+    if (CSP__LIKELY(w->runnext_streak < 32)) {
+        next = atomic_load_explicit(&w->runnext, memory_order_relaxed);
+        if (next && atomic_compare_exchange_strong_explicit(&w->runnext, &next, NULL,
+                                                            memory_order_acquire,
+                                                            memory_order_relaxed)) {
+            w->runnext_streak++;
+            return next;
+        }
+    }
+    w->runnext_streak = 0;
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&w->runq_head, memory_order_acquire);
+        uint32_t tl = atomic_load_explicit(&w->runq_tail, memory_order_relaxed);
+        if (tl == h)
+            break;
+        csp__task_t *t = atomic_load_explicit(&w->runq[h % CSP__RUNQ_SIZE], memory_order_relaxed);
+        /* release: commits the consume */
+        if (atomic_compare_exchange_strong_explicit(&w->runq_head, &h, h + 1, memory_order_release,
+                                                    memory_order_relaxed))
+            return t;
+    }
+    /* the queue was empty: runnext, even past the streak limit */
+    next = atomic_load_explicit(&w->runnext, memory_order_relaxed);
+    if (next && atomic_compare_exchange_strong_explicit(&w->runnext, &next, NULL,
+                                                        memory_order_acquire, memory_order_relaxed))
+        return next;
+    return NULL;
+}
+
+static bool runq_empty(csp__worker_t *v)
+{
+    /* seq_cst loads: the re-check half of the sleep protocol */
+    uint32_t h = atomic_load(&v->runq_head);
+    uint32_t t = atomic_load(&v->runq_tail);
+    return h == t && atomic_load(&v->runnext) == NULL;
+}
+
+/* Any worker. Grabs half of v's queue into w's ring starting at index bh. */
+static uint32_t runq_grab(csp__worker_t *v, csp__worker_t *w, uint32_t bh, bool steal_runnext)
+{
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&v->runq_head, memory_order_acquire);
+        /* acquire: pairs with the owner's release store of tail */
+        uint32_t t = atomic_load_explicit(&v->runq_tail, memory_order_acquire);
+        uint32_t n = t - h;
+        n = n - n / 2;
+        if (n == 0) {
+            if (steal_runnext) {
+                csp__task_t *next = atomic_load_explicit(&v->runnext, memory_order_relaxed);
+                if (next && atomic_compare_exchange_strong_explicit(&v->runnext, &next, NULL,
+                                                                    memory_order_acquire,
+                                                                    memory_order_relaxed)) {
+                    atomic_store_explicit(&w->runq[bh % CSP__RUNQ_SIZE], next, memory_order_relaxed);
+                    return 1;
+                }
+            }
+            return 0;
+        }
+        if (n > CSP__RUNQ_SIZE / 2)
+            continue; /* inconsistent h and t */
+        for (uint32_t i = 0; i < n; i++) {
+            csp__task_t *x = atomic_load_explicit(&v->runq[(h + i) % CSP__RUNQ_SIZE], memory_order_relaxed);
+            atomic_store_explicit(&w->runq[(bh + i) % CSP__RUNQ_SIZE], x, memory_order_relaxed);
+        }
+        /* release: commits the consume */
+        if (atomic_compare_exchange_strong_explicit(&v->runq_head, &h, h + n, memory_order_release,
+                                                    memory_order_relaxed))
+            return n;
+    }
+}
+
+/* w steals from v. Returns a task to run, or NULL. */
+static csp__task_t *runq_steal(csp__worker_t *w, csp__worker_t *v, bool steal_runnext)
+{
+    uint32_t t = atomic_load_explicit(&w->runq_tail, memory_order_relaxed);
+    uint32_t n = runq_grab(v, w, t, steal_runnext);
+    if (n == 0)
+        return NULL;
+    n--;
+    csp__task_t *gp = atomic_load_explicit(&w->runq[(t + n) % CSP__RUNQ_SIZE], memory_order_relaxed);
+    if (n == 0)
+        return gp;
+    /* release: publishes the grabbed slots */
+    atomic_store_explicit(&w->runq_tail, t + n, memory_order_release);
+    return gp;
+}
+
+/* ------------------------------------------------------------------ */
+/* global queue                                                        */
+
+static void gq_put(csp__task_t *t)
+{
+    t->next = NULL;
+    pthread_mutex_lock(&csp__rt.gq_lock);
+    if (csp__rt.gq_tail)
+        csp__rt.gq_tail->next = t;
+    else
+        csp__rt.gq_head = t;
+    csp__rt.gq_tail = t;
+    atomic_store(&csp__rt.gq_n, atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed) + 1);
+    pthread_mutex_unlock(&csp__rt.gq_lock);
+}
+
+/* Owner w. Takes a fair share of the global queue; returns one, queues the rest. */
+static csp__task_t *gq_get(csp__worker_t *w, uint32_t max)
+{
+    if (atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&csp__rt.gq_lock);
+    uint32_t avail = atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed);
+    uint32_t n = avail / (uint32_t)csp__rt.nworkers + 1;
+    if (n > avail)
+        n = avail;
+    if (max && n > max)
+        n = max;
+    if (n > CSP__RUNQ_SIZE / 2)
+        n = CSP__RUNQ_SIZE / 2;
+    csp__task_t *first = NULL;
+    if (n) {
+        first = csp__rt.gq_head;
+        csp__task_t *t = first;
+        for (uint32_t i = 1; i < n; i++)
+            t = t->next;
+        csp__rt.gq_head = t->next;
+        if (!csp__rt.gq_head)
+            csp__rt.gq_tail = NULL;
+        t->next = NULL;
+        atomic_store_explicit(&csp__rt.gq_n, avail - n, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&csp__rt.gq_lock);
+    if (!first)
+        return NULL;
+    for (csp__task_t *t = first->next; t;) {
+        csp__task_t *nx = t->next;
+        runq_put(w, t, false);
+        t = nx;
+    }
+    return first;
+}
+
+/* ------------------------------------------------------------------ */
+/* pinned tasks                                                         */
+
+static void pin_push(csp__worker_t *w, csp__task_t *t)
+{
+    t->next = NULL;
+    csp__spin_lock(&w->pin_lock);
+    if (w->pin_tail)
+        w->pin_tail->next = t;
+    else
+        w->pin_head = t;
+    w->pin_tail = t;
+    atomic_store(&w->pin_n, atomic_load_explicit(&w->pin_n, memory_order_relaxed) + 1);
+    csp__spin_unlock(&w->pin_lock);
+}
+
+static csp__task_t *pin_pop(csp__worker_t *w)
+{
+    if (!atomic_load_explicit(&w->pin_n, memory_order_relaxed))
+        return NULL;
+    csp__spin_lock(&w->pin_lock);
+    csp__task_t *t = w->pin_head;
+    if (t) {
+        w->pin_head = t->next;
+        if (!w->pin_head)
+            w->pin_tail = NULL;
+        atomic_store_explicit(&w->pin_n, atomic_load_explicit(&w->pin_n, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    }
+    csp__spin_unlock(&w->pin_lock);
+    return t;
+}
+
+/* ------------------------------------------------------------------ */
+/* sleeping and waking workers                                          */
+
+static void worker_kick(csp__worker_t *w)
+{
+    /* release: the wake-up reason (work, stw, spinning hand-off) is visible
+     * to the woken worker's acquire of park_seq */
+    atomic_fetch_add_explicit(&w->park_seq, 1, memory_order_release);
+    csp__futex_wake(&w->park_seq, 1);
+}
+
+static csp__worker_t *idle_pop(void)
+{
+    pthread_mutex_lock(&csp__rt.idle_lock);
+    csp__worker_t *w = csp__rt.idle_list;
+    if (w) {
+        csp__rt.idle_list = w->idle_next;
+        w->idle = 0;
+        atomic_fetch_sub(&csp__rt.npidle, 1);
+    }
+    pthread_mutex_unlock(&csp__rt.idle_lock);
+    return w;
+}
+
+/* Removes w from the idle list if it is still on it. Owner w. */
+static void idle_remove(csp__worker_t *w)
+{
+    pthread_mutex_lock(&csp__rt.idle_lock);
+    if (w->idle) {
+        csp__worker_t **pp = &csp__rt.idle_list;
+        while (*pp != w)
+            pp = &(*pp)->idle_next;
+        *pp = w->idle_next;
+        w->idle = 0;
+        atomic_fetch_sub(&csp__rt.npidle, 1);
+    }
+    pthread_mutex_unlock(&csp__rt.idle_lock);
+}
+
+void csp__wakep(void)
+{
+    /* seq_cst fence: orders the caller's queue put before the loads below
+     * (pairs with the idle worker's seq_cst RMWs + re-check). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&csp__rt.npidle, memory_order_relaxed) == 0 ||
+        atomic_load_explicit(&csp__rt.nspinning, memory_order_relaxed) != 0)
+        return;
+    int z = 0;
+    if (!atomic_compare_exchange_strong(&csp__rt.nspinning, &z, 1))
+        return;
+    csp__worker_t *w = idle_pop();
+    if (!w) {
+        atomic_fetch_sub(&csp__rt.nspinning, 1);
+        return;
+    }
+    atomic_store_explicit(&w->wake_spinning, 1, memory_order_relaxed); /* published by the kick */
+    worker_kick(w);
+}
+
+/* Wakes an idle worker so that it re-evaluates timers (no spinning hand-off). */
+static void wake_idle_for_timers(void)
+{
+    csp__worker_t *w = idle_pop();
+    if (w)
+        worker_kick(w);
+}
+
+void csp__timer_wake_sleeper(csp_time_t when)
+{
+    /* seq_cst: pairs with the timer sleeper's store of sleep_until and its
+     * re-scan of next_when (both seq_cst). */
+    if (when >= atomic_load(&csp__rt.sleep_until))
+        return;
+    int s = atomic_load(&csp__rt.timer_sleeper);
+    if (s >= 0)
+        worker_kick(csp__rt.workers[s]);
+    else if (atomic_load(&csp__rt.npidle) > 0)
+        wake_idle_for_timers();
+}
+
+static void wake_all_workers(void)
+{
+    for (int i = 0; i < csp__rt.nworkers; i++)
+        worker_kick(csp__rt.workers[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* switching                                                            */
+
+static inline void *worker_g0_lo(csp__worker_t *w) { return w->g0_stack_lo; }
+
+/* Switches from `from` (a task, or NULL = this worker's g0) to `to` (a task,
+ * or NULL = g0), telling the sanitizers. exiting: `from` never resumes. */
+static inline void do_switch(csp__worker_t *w, csp__task_t *from, csp__task_t *to, bool exiting)
+{
+    csp__ctx_t *fc = from ? &from->ctx : &w->g0;
+    csp__ctx_t *tc = to ? &to->ctx : &w->g0;
+#if defined(CSP_ASAN)
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(exiting ? NULL : &fake, to ? (void *)to->lo : worker_g0_lo(w),
+                                   to ? to->size : w->g0_stack_size);
+#else
+    (void)exiting;
+#endif
+#if defined(CSP_TSAN)
+    __tsan_switch_to_fiber(to ? to->tsan_fiber : w->g0_tsan_fiber, 0);
+#endif
+    csp__ctx_switch(fc, tc, NULL);
+#if defined(CSP_ASAN)
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* Makes t runnable from the current context. Owner ops on the current worker. */
+static void enqueue(csp__worker_t *w, csp__task_t *t, bool next)
+{
+    atomic_store_explicit(&t->status, CSP__TS_RUNNABLE, memory_order_relaxed);
+    if (CSP__UNLIKELY(t->pinned != NULL)) {
+        pin_push(t->pinned, t);
+        if (t->pinned != w)
+            worker_kick(t->pinned);
+        return;
+    }
+    if (w)
+        runq_put(w, t, next);
+    else
+        gq_put(t);
+}
+
+/* The post-switch step (sched.h). Runs first thing in the context that was
+ * switched to. */
+static inline void sched_post(csp__worker_t *w)
+{
+    int op = w->post_op;
+    if (op == CSP__POST_NONE)
+        return;
+    csp__task_t *p = w->post_task;
+    w->post_op = CSP__POST_NONE;
+    switch (op) {
+    case CSP__POST_YIELD:
+        enqueue(w, p, false);
+        break;
+    case CSP__POST_RUNNEXT:
+        enqueue(w, p, true);
+        csp__wakep();
+        break;
+    case CSP__POST_PARK: {
+        uint32_t exp = CSP__PS_RUNNING;
+        /* acq_rel: pairs with csp__ready's CAS */
+        if (!atomic_compare_exchange_strong_explicit(&p->pstate, &exp, CSP__PS_PARKED,
+                                                     memory_order_acq_rel, memory_order_acquire)) {
+            /* NOTIFIED: the wake-up came before the park completed */
+            atomic_store_explicit(&p->pstate, CSP__PS_RUNNING, memory_order_relaxed);
+            enqueue(w, p, true);
+        }
+        break;
+    }
+    case CSP__POST_EXIT:
+#if defined(CSP_TSAN)
+        __tsan_destroy_fiber(p->tsan_fiber);
+        p->tsan_fiber = NULL;
+#endif
+#if defined(CSP_ASAN)
+        __asan_unpoison_memory_region(p->lo, (size_t)((char *)p - p->lo));
+#endif
+        csp__task_free(w, p);
+        break;
+    }
+}
+
+static inline void check_timers(csp__worker_t *w)
+{
+    if (CSP__UNLIKELY(atomic_load_explicit(&w->timers.next_when, memory_order_relaxed) != INT64_MAX)) {
+        csp_time_t now = csp_now();
+        if (atomic_load_explicit(&w->timers.next_when, memory_order_relaxed) <= now)
+            csp__timers_run(&w->timers, now);
+    }
+}
+
+/* The next task to switch to directly from a task, or NULL to go through g0. */
+static inline csp__task_t *fast_next(csp__worker_t *w)
+{
+    if (CSP__UNLIKELY(atomic_load_explicit(&csp__rt.interrupt, memory_order_relaxed)))
+        return NULL;
+    if (CSP__UNLIKELY(++w->tick % 61 == 0))
+        return NULL; /* let g0 look at the global queue and other timers */
+    if (CSP__UNLIKELY(atomic_load_explicit(&w->pin_n, memory_order_relaxed)))
+        return NULL;
+    check_timers(w);
+    return runq_get(w);
+}
+
+/* The running task t gives up its worker with post-switch step op. Returns
+ * when t runs again (possibly on another worker), except for EXIT. */
+static void switch_out(csp__worker_t *w, csp__task_t *t, int op)
+{
+    csp__stack_check(t);
+    csp__task_t *next = fast_next(w);
+    w->post_op = op;
+    w->post_task = t;
+    w->cur = next;
+    if (next)
+        atomic_store_explicit(&next->status, CSP__TS_RUNNING, memory_order_relaxed);
+    do_switch(w, t, next, op == CSP__POST_EXIT);
+    /* resumed, maybe elsewhere: never reuse w */
+    sched_post(csp__cur_worker());
+}
+
+static void task_exit(csp__task_t *t) __attribute__((noreturn));
+
+static void task_entry(void *arg, void *pass)
+{
+    (void)pass;
+#if defined(CSP_ASAN)
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    csp__task_t *t = arg;
+    sched_post(csp__cur_worker());
+    t->fn(t->arg);
+    task_exit(t);
+}
+
+static void task_exit(csp__task_t *t)
+{
+    csp__worker_t *w = csp__cur_worker();
+    atomic_store_explicit(&t->status, CSP__TS_DEAD, memory_order_relaxed);
+    atomic_store_explicit(&w->live_delta, atomic_load_explicit(&w->live_delta, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    if (CSP__UNLIKELY(t == csp__rt.main_task)) {
+        csp__rt.main_task = NULL;
+        atomic_store(&csp__rt.main_done, 1);
+        atomic_store(&csp__rt.state, CSP__RT_STOPPING);
+        atomic_store(&csp__rt.interrupt, 1);
+        wake_all_workers();
+    }
+    switch_out(w, t, CSP__POST_EXIT);
+    __builtin_unreachable();
+}
+
+void csp__park(void)
+{
+    csp__worker_t *w = csp__cur_worker();
+    csp__task_t *t = w->cur;
+    atomic_store_explicit(&w->parks, atomic_load_explicit(&w->parks, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->status, CSP__TS_WAITING, memory_order_relaxed);
+    switch_out(w, t, CSP__POST_PARK);
+    atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
+}
+
+void csp__ready(csp__task_t *t)
+{
+    uint32_t s = atomic_load_explicit(&t->pstate, memory_order_relaxed);
+    for (;;) {
+        if (s == CSP__PS_PARKED) {
+            /* acq_rel: pairs with the parking side's CAS in sched_post */
+            if (atomic_compare_exchange_weak_explicit(&t->pstate, &s, CSP__PS_RUNNING,
+                                                      memory_order_acq_rel, memory_order_relaxed)) {
+                csp__worker_t *w = csp__cur_worker();
+                enqueue(w, t, true);
+                csp__wakep();
+                return;
+            }
+        } else if (s == CSP__PS_RUNNING) {
+            if (atomic_compare_exchange_weak_explicit(&t->pstate, &s, CSP__PS_NOTIFIED,
+                                                      memory_order_acq_rel, memory_order_relaxed))
+                return;
+        } else {
+            csp__panic("task %llu readied twice", (unsigned long long)t->id);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* the scheduler loop (g0)                                              */
+
+static void stw_park(csp__worker_t *w)
+{
+    if (w->spinning) {
+        w->spinning = 0;
+        atomic_fetch_sub(&csp__rt.nspinning, 1);
+    }
+    idle_remove(w);
+    uint32_t rel = atomic_load(&csp__rt.stw_release);
+    atomic_fetch_add(&csp__rt.stw_stopped, 1);
+    csp__futex_wake(&csp__rt.stw_stopped, 1);
+    while (atomic_load(&csp__rt.stw)) {
+        csp__futex_wait(&csp__rt.stw_release, rel, CSP_FOREVER);
+        rel = atomic_load(&csp__rt.stw_release);
+    }
+}
+
+static void reset_spinning(csp__worker_t *w)
+{
+    if (w->spinning) {
+        w->spinning = 0;
+        /* the last spinner to find work wakes another to keep looking */
+        if (atomic_fetch_sub(&csp__rt.nspinning, 1) == 1)
+            csp__wakep();
+    }
+}
+
+static csp__task_t *steal_work(csp__worker_t *w)
+{
+    int n = csp__rt.nworkers;
+    for (int round = 0; round < 4; round++) {
+        bool last = round == 3;
+        uint32_t start = csp__rand_n(&w->rng, (uint32_t)n);
+        for (int i = 0; i < n; i++) {
+            csp__worker_t *v = csp__rt.workers[(start + (uint32_t)i) % (uint32_t)n];
+            if (v == w)
+                continue;
+            if (last && atomic_load_explicit(&v->timers.next_when, memory_order_relaxed) != INT64_MAX)
+                csp__timers_run(&v->timers, csp_now());
+            csp__task_t *t = runq_steal(w, v, last);
+            if (t) {
+                atomic_store_explicit(&w->steals,
+                                      atomic_load_explicit(&w->steals, memory_order_relaxed) + 1,
+                                      memory_order_relaxed);
+                return t;
+            }
+        }
+        csp__task_t *t = runq_get(w); /* timers may have readied tasks here */
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+static bool any_work_visible(csp__worker_t *self)
+{
+    if (atomic_load(&csp__rt.gq_n))
+        return true;
+    if (atomic_load(&self->pin_n))
+        return true;
+    for (int i = 0; i < csp__rt.nworkers; i++)
+        if (!runq_empty(csp__rt.workers[i]))
+            return true;
+    return false;
+}
+
+static csp__task_t *find_runnable(csp__worker_t *w)
+{
+    for (;;) {
+        if (atomic_load_explicit(&w->wake_spinning, memory_order_relaxed)) {
+            atomic_store_explicit(&w->wake_spinning, 0, memory_order_relaxed);
+            w->spinning = 1; /* counted in nspinning by wakep */
+        }
+        if (CSP__UNLIKELY(atomic_load(&csp__rt.interrupt))) {
+            if (atomic_load(&csp__rt.stw))
+                stw_park(w);
+            if (atomic_load(&csp__rt.state) >= CSP__RT_STOPPING) {
+                if (w->spinning) {
+                    w->spinning = 0;
+                    atomic_fetch_sub(&csp__rt.nspinning, 1);
+                }
+                return NULL;
+            }
+        }
+        check_timers(w);
+        csp__task_t *t;
+        if (w->tick % 61 == 0 && (t = gq_get(w, 1)))
+            goto found;
+        w->tick++;
+        if ((t = pin_pop(w)) || (t = runq_get(w)) || (t = gq_get(w, 0)))
+            goto found;
+
+        /* spin: at most half of the busy workers */
+        if (!w->spinning && 2 * atomic_load(&csp__rt.nspinning) <
+                                csp__rt.nworkers - atomic_load(&csp__rt.npidle)) {
+            w->spinning = 1;
+            atomic_fetch_add(&csp__rt.nspinning, 1);
+        }
+        if (w->spinning && (t = steal_work(w)))
+            goto found;
+
+        /* going to sleep. Read the futex word before the re-check. */
+        uint32_t seq = atomic_load_explicit(&w->park_seq, memory_order_acquire);
+        pthread_mutex_lock(&csp__rt.idle_lock);
+        if (atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed)) {
+            pthread_mutex_unlock(&csp__rt.idle_lock);
+            continue;
+        }
+        w->idle = 1;
+        w->idle_next = csp__rt.idle_list;
+        csp__rt.idle_list = w;
+        atomic_fetch_add(&csp__rt.npidle, 1); /* seq_cst */
+        pthread_mutex_unlock(&csp__rt.idle_lock);
+        if (w->spinning) {
+            w->spinning = 0;
+            atomic_fetch_sub(&csp__rt.nspinning, 1); /* seq_cst, then re-check */
+        }
+        if (any_work_visible(w) || atomic_load(&csp__rt.interrupt)) {
+            idle_remove(w);
+            continue;
+        }
+
+        /* timers: run what is due anywhere; one idle worker sleeps until the
+         * earliest of the rest */
+        csp_time_t deadline = CSP_FOREVER;
+        int64_t earliest = csp__timers_earliest();
+        if (earliest != INT64_MAX) {
+            csp_time_t now = csp_now();
+            if (earliest <= now) {
+                idle_remove(w);
+                for (int i = 0; i < csp__rt.nworkers; i++)
+                    csp__timers_run(&csp__rt.workers[i]->timers, now);
+                continue;
+            }
+            int none = -1;
+            if (atomic_compare_exchange_strong(&csp__rt.timer_sleeper, &none, w->id)) {
+                atomic_store(&csp__rt.sleep_until, earliest);
+                int64_t again = csp__timers_earliest(); /* seq_cst re-scan */
+                if (again < earliest) {
+                    earliest = again;
+                    atomic_store(&csp__rt.sleep_until, earliest);
+                }
+                deadline = earliest;
+            }
+        }
+        atomic_store_explicit(&w->sleeps, atomic_load_explicit(&w->sleeps, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        csp__futex_wait(&w->park_seq, seq, deadline);
+        if (deadline != CSP_FOREVER) {
+            atomic_store(&csp__rt.sleep_until, INT64_MAX);
+            atomic_store(&csp__rt.timer_sleeper, -1);
+        }
+        idle_remove(w);
+        if (deadline != CSP_FOREVER && csp__timers_earliest() != INT64_MAX &&
+            atomic_load(&csp__rt.npidle) > 0) {
+            /* hand the timer-sleeper role on if we were woken for work */
+            if (csp_now() < deadline)
+                wake_idle_for_timers();
+        }
+        continue;
+    found:
+        reset_spinning(w);
+        return t;
+    }
+}
+
+static void worker_loop(csp__worker_t *w)
+{
+    for (;;) {
+        csp__task_t *t = find_runnable(w);
+        if (!t)
+            return;
+        w->cur = t;
+        atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
+        do_switch(w, NULL, t, false);
+        /* back on g0 of the same worker (g0 never migrates) */
+        sched_post(w);
+    }
+}
+
+static void worker_thread_setup(csp__worker_t *w)
+{
+    tls_worker = w;
+    csp__stack_thread_init();
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &w->g0_stack_lo, &w->g0_stack_size);
+        pthread_attr_destroy(&a);
+    }
+#if defined(CSP_TSAN)
+    w->g0_tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+static void worker_thread_teardown(void)
+{
+    csp__stack_thread_fini();
+    tls_worker = NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    csp__worker_t *w = arg;
+    worker_thread_setup(w);
+    worker_loop(w);
+    worker_thread_teardown();
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* spawn                                                                */
+
+static uint64_t next_task_id(csp__worker_t *w)
+{
+    if (!w)
+        return atomic_fetch_add_explicit(&csp__rt.ids, 1, memory_order_relaxed);
+    if (CSP__UNLIKELY(w->id_next == w->id_end)) {
+        w->id_next = atomic_fetch_add_explicit(&csp__rt.ids, 1024, memory_order_relaxed);
+        w->id_end = w->id_next + 1024;
+    }
+    return w->id_next++;
+}
+
+static size_t round_stack(size_t s)
+{
+    size_t c = CSP_MIN_STACK_SIZE;
+    while (c < s)
+        c <<= 1;
+    return c;
+}
+
+static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts_t *opts,
+                 csp__task_t **out)
+{
+    if (CSP__UNLIKELY(!fn))
+        return CSP_EINVAL;
+    if (CSP__UNLIKELY(copy > CSP_GO_COPY_MAX || (copy && !arg)))
+        return CSP_EINVAL;
+    size_t size = csp__rt.default_stack;
+    unsigned flags = 0;
+    if (opts) {
+        if (opts->stack_size > CSP_MAX_STACK_SIZE || (opts->flags & ~(unsigned)CSP_TASK_PINNED))
+            return CSP_EINVAL;
+        if (opts->stack_size)
+            size = round_stack(opts->stack_size);
+        flags = opts->flags;
+    }
+    if (CSP__UNLIKELY(atomic_load_explicit(&csp__rt.state, memory_order_acquire) != CSP__RT_RUNNING))
+        return CSP_ESHUTDOWN;
+    csp__worker_t *w = csp__cur_worker();
+    csp__task_t *t = csp__task_alloc(w, size);
+    if (CSP__UNLIKELY(!t))
+        return CSP_ENOMEM;
+    t->fn = fn;
+    atomic_store_explicit(&t->pstate, CSP__PS_RUNNING, memory_order_relaxed);
+    atomic_store_explicit(&t->status, CSP__TS_RUNNABLE, memory_order_relaxed);
+    t->id = next_task_id(w);
+    t->next = NULL;
+    t->pinned = (flags & CSP_TASK_PINNED) ? (w ? w : csp__rt.workers[0]) : NULL;
+    t->waiter = NULL;
+    t->wait_reason = NULL;
+    t->wait_since = 0;
+    t->live = 1;
+    t->name[0] = 0;
+    if (opts && opts->name) {
+        strncpy(t->name, opts->name, sizeof t->name - 1);
+        t->name[sizeof t->name - 1] = 0;
+    }
+    char *top = (char *)t;
+    if (copy) {
+        top -= (copy + 15) & ~(size_t)15;
+        memcpy(top, arg, copy);
+        arg = top;
+    }
+    t->arg = arg;
+    char *lo = t->lo + (t->has_guard ? (size_t)sysconf(_SC_PAGESIZE) : 0);
+    csp__ctx_make(&t->ctx, lo, (size_t)(top - lo), task_entry, t);
+#if defined(CSP_TSAN)
+    t->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    if (w) {
+        atomic_store_explicit(&w->live_delta, atomic_load_explicit(&w->live_delta, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&w->spawned, atomic_load_explicit(&w->spawned, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&csp__rt.live_shared, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&csp__rt.spawned_shared, 1, memory_order_relaxed);
+    }
+    if (out) {
+        *out = t;
+        return 0;
+    }
+    csp__task_t *cur = w ? w->cur : NULL;
+    if (csp__rt.spawn_policy == CSP_SPAWN_CHILD_FIRST && cur && !t->pinned && !cur->pinned &&
+        !atomic_load_explicit(&csp__rt.interrupt, memory_order_relaxed)) {
+        /* child first: run t now; the parent's continuation goes to runnext,
+         * where it runs next here or is stolen */
+        csp__stack_check(cur);
+        w->post_op = CSP__POST_RUNNEXT;
+        w->post_task = cur;
+        w->cur = t;
+        atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
+        do_switch(w, cur, t, false);
+        sched_post(csp__cur_worker());
+        return 0;
+    }
+    enqueue(w, t, true);
+    csp__wakep();
+    if (cur && !cur->pinned) {
+        /* Backpressure (help-first becomes work-first when the local queue
+         * is full): rather than spilling to the global queue and growing
+         * the number of live stacks without bound, the spawner runs the
+         * queued tasks first. csp_go is a scheduling point only then. */
+        uint32_t h = atomic_load_explicit(&w->runq_head, memory_order_relaxed);
+        uint32_t tl = atomic_load_explicit(&w->runq_tail, memory_order_relaxed);
+        if (CSP__UNLIKELY(tl - h >= CSP__RUNQ_SIZE - 1))
+            switch_out(w, cur, CSP__POST_YIELD);
+    }
+    return 0;
+}
+
+CSP_EXTERN int csp_go(void (*fn)(void *), void *arg)
+{
+    return spawn(fn, arg, 0, NULL, NULL);
+}
+
+CSP_EXTERN int csp_go_opts(void (*fn)(void *), void *arg, const csp_task_opts_t *opts)
+{
+    return spawn(fn, arg, 0, opts, NULL);
+}
+
+CSP_EXTERN int csp_go_copy(void (*fn)(void *), const void *arg, size_t size,
+                           const csp_task_opts_t *opts)
+{
+    return spawn(fn, (void *)arg, size, opts, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* yield, sleep, identity                                               */
+
+CSP_EXTERN void csp_yield(void)
+{
+    csp__worker_t *w = csp__cur_worker();
+    if (!w || !w->cur) {
+        sched_yield();
+        return;
+    }
+    switch_out(w, w->cur, CSP__POST_YIELD);
+}
+
+CSP_EXTERN int csp_sleep_until(csp_time_t when)
+{
+    if (csp__shutting_down() && csp__cur_task())
+        return CSP_ESHUTDOWN;
+    if (when <= csp_now()) {
+        csp_yield();
+        return csp__shutting_down() && csp__cur_task() ? CSP_ESHUTDOWN : 0;
+    }
+    csp__waiter_t wt;
+    csp__waiter_init(&wt);
+    uint32_t st = csp__waiter_wait(&wt, when, "sleep");
+    if (st == CSP__W_SHUTDOWN)
+        return CSP_ESHUTDOWN;
+    return 0;
+}
+
+CSP_EXTERN int csp_sleep(csp_duration_t d)
+{
+    return csp_sleep_until(csp_deadline_after(d));
+}
+
+CSP_EXTERN uint64_t csp_task_id(void)
+{
+    csp__task_t *t = csp__cur_task();
+    return t ? t->id : 0;
+}
+
+CSP_EXTERN const char *csp_task_name(void)
+{
+    csp__task_t *t = csp__cur_task();
+    return t ? t->name : NULL;
+}
+
+CSP_EXTERN int csp_workers(void)
+{
+    int s = atomic_load(&csp__rt.state);
+    return (s == CSP__RT_RUNNING || s == CSP__RT_SHUTDOWN) ? csp__rt.nworkers : 0;
+}
+
+CSP_EXTERN int csp_worker_id(void)
+{
+    csp__worker_t *w = csp__cur_worker();
+    return w ? w->id : -1;
+}
+
+static int64_t live_tasks(void)
+{
+    int64_t n = atomic_load_explicit(&csp__rt.live_shared, memory_order_relaxed);
+    for (int i = 0; i < csp__rt.nworkers; i++)
+        n += atomic_load_explicit(&csp__rt.workers[i]->live_delta, memory_order_relaxed);
+    return n;
+}
+
+CSP_EXTERN int csp_stats(csp_stats_t *st)
+{
+    if (!st)
+        return CSP_EINVAL;
+    pthread_mutex_lock(&rt_lifecycle);
+    int s = atomic_load(&csp__rt.state);
+    if (s != CSP__RT_RUNNING && s != CSP__RT_SHUTDOWN) {
+        pthread_mutex_unlock(&rt_lifecycle);
+        return CSP_ESTATE;
+    }
+    memset(st, 0, sizeof *st);
+    int64_t live = live_tasks();
+    st->tasks_live = live > 0 ? (uint64_t)live : 0;
+    st->tasks_spawned = atomic_load_explicit(&csp__rt.spawned_shared, memory_order_relaxed);
+    for (int i = 0; i < csp__rt.nworkers; i++) {
+        csp__worker_t *w = csp__rt.workers[i];
+        st->tasks_spawned += atomic_load_explicit(&w->spawned, memory_order_relaxed);
+        st->steals += atomic_load_explicit(&w->steals, memory_order_relaxed);
+        st->parks += atomic_load_explicit(&w->parks, memory_order_relaxed);
+        st->worker_sleeps += atomic_load_explicit(&w->sleeps, memory_order_relaxed);
+    }
+    csp__stacks_stats(&st->stacks_mapped, &st->guard_pages);
+    pthread_mutex_unlock(&rt_lifecycle);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* start and stop                                                       */
+
+static int cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0)
+            return n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+#define CSP__MAX_WORKERS 1024
+
+static int config_workers(const csp_config_t *cfg)
+{
+    if (cfg && cfg->workers > 0)
+        return cfg->workers;
+    const char *e = getenv("CSP_WORKERS");
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (*end == 0 && v > 0 && v <= CSP__MAX_WORKERS)
+            return (int)v;
+    }
+    int n = cpu_count();
+    return n > CSP__MAX_WORKERS ? CSP__MAX_WORKERS : n;
+}
+
+static void rt_free(void)
+{
+    if (csp__rt.workers) {
+        for (int i = 0; i < csp__rt.nworkers; i++) {
+            csp__worker_t *w = csp__rt.workers[i];
+            if (!w)
+                continue;
+            csp__timers_destroy(&w->timers);
+            free(w);
+        }
+        free(csp__rt.workers);
+        csp__rt.workers = NULL;
+    }
+    csp__stacks_destroy();
+    pthread_mutex_destroy(&csp__rt.gq_lock);
+    pthread_mutex_destroy(&csp__rt.idle_lock);
+    csp__rt.nworkers = 0;
+}
+
+/* Starts everything but the threads. Caller holds rt_lifecycle. */
+static int rt_setup(const csp_config_t *cfg)
+{
+    if (cfg) {
+        if (cfg->workers < 0 || cfg->workers > CSP__MAX_WORKERS)
+            return CSP_EINVAL;
+        if (cfg->stack_size > CSP_MAX_STACK_SIZE)
+            return CSP_EINVAL;
+        if (cfg->spawn_policy != CSP_SPAWN_HELP_FIRST && cfg->spawn_policy != CSP_SPAWN_CHILD_FIRST)
+            return CSP_EINVAL;
+        for (size_t i = 0; i < sizeof cfg->reserved / sizeof cfg->reserved[0]; i++)
+            if (cfg->reserved[i])
+                return CSP_EINVAL;
+    }
+    int expect = CSP__RT_STOPPED;
+    if (!atomic_compare_exchange_strong(&csp__rt.state, &expect, CSP__RT_STARTING))
+        return CSP_ESTATE;
+    int n = config_workers(cfg);
+    csp__rt.nworkers = n;
+    csp__rt.default_stack = round_stack(cfg && cfg->stack_size ? cfg->stack_size : CSP_DEFAULT_STACK_SIZE);
+    csp__rt.spawn_policy = cfg ? cfg->spawn_policy : CSP_SPAWN_HELP_FIRST;
+    pthread_mutex_init(&csp__rt.gq_lock, NULL);
+    pthread_mutex_init(&csp__rt.idle_lock, NULL);
+    csp__rt.gq_head = csp__rt.gq_tail = NULL;
+    atomic_store(&csp__rt.gq_n, 0);
+    csp__rt.idle_list = NULL;
+    atomic_store(&csp__rt.npidle, 0);
+    atomic_store(&csp__rt.nspinning, 0);
+    atomic_store(&csp__rt.timer_sleeper, -1);
+    atomic_store(&csp__rt.sleep_until, INT64_MAX);
+    atomic_store(&csp__rt.stw, 0);
+    atomic_store(&csp__rt.interrupt, 0);
+    atomic_store(&csp__rt.ids, 1);
+    atomic_store(&csp__rt.live_shared, 0);
+    atomic_store(&csp__rt.spawned_shared, 0);
+    atomic_store(&csp__rt.main_done, 0);
+    csp__rt.main_task = NULL;
+    csp__rt.workers = calloc((size_t)n, sizeof *csp__rt.workers);
+    if (!csp__rt.workers) {
+        atomic_store(&csp__rt.state, CSP__RT_STOPPED);
+        return CSP_ENOMEM;
+    }
+    csp__stacks_init();
+    uint64_t seed = (uint64_t)csp_now() ^ 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < n; i++) {
+        csp__worker_t *w = aligned_alloc(CSP__CACHELINE, (sizeof *w + CSP__CACHELINE - 1) &
+                                                              ~(size_t)(CSP__CACHELINE - 1));
+        if (!w) {
+            rt_free();
+            atomic_store(&csp__rt.state, CSP__RT_STOPPED);
+            return CSP_ENOMEM;
+        }
+        memset(w, 0, sizeof *w);
+        w->id = i;
+        w->rng = (seed += 0x9E3779B97F4A7C15ULL) | 1;
+        csp__timers_init(&w->timers);
+        csp__rt.workers[i] = w;
+    }
+    csp__stack_install_handler();
+    return 0;
+}
+
+/* Starts worker threads [first, n). */
+static int rt_start_threads(int first)
+{
+    for (int i = first; i < csp__rt.nworkers; i++) {
+        csp__worker_t *w = csp__rt.workers[i];
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setstacksize(&a, 256 * 1024);
+        int r = pthread_create(&w->thread, &a, worker_main, w);
+        pthread_attr_destroy(&a);
+        if (r != 0)
+            return CSP_ENOMEM;
+        w->own_thread = 1;
+    }
+    return 0;
+}
+
+static void rt_stop_and_join(void)
+{
+    atomic_store(&csp__rt.state, CSP__RT_STOPPING);
+    atomic_store(&csp__rt.interrupt, 1);
+    wake_all_workers();
+    for (int i = 0; i < csp__rt.nworkers; i++) {
+        csp__worker_t *w = csp__rt.workers[i];
+        if (w->own_thread) {
+            pthread_join(w->thread, NULL);
+            w->own_thread = 0;
+        }
+    }
+}
+
+static void count_live(csp__task_t *t, void *arg)
+{
+    (*(uint64_t *)arg)++;
+#if defined(CSP_TSAN)
+    if (t->tsan_fiber)
+        __tsan_destroy_fiber(t->tsan_fiber);
+    t->tsan_fiber = NULL;
+#else
+    (void)t;
+#endif
+}
+
+static void rt_teardown(void)
+{
+    uint64_t left = 0;
+    csp__stacks_foreach(count_live, &left);
+#if defined(CSP_DEBUG)
+    if (left)
+        fprintf(stderr, "libcsp: %llu task(s) still alive at exit were freed\n",
+                (unsigned long long)left);
+#endif
+    rt_free();
+    atomic_store(&csp__rt.state, CSP__RT_STOPPED);
+}
+
+CSP_EXTERN int csp_run(void (*main_fn)(void *), void *arg, const csp_config_t *cfg)
+{
+    if (!main_fn)
+        return CSP_EINVAL;
+    if (csp__cur_worker())
+        return CSP_ESTATE;
+    pthread_mutex_lock(&rt_lifecycle);
+    int r = rt_setup(cfg);
+    if (r) {
+        pthread_mutex_unlock(&rt_lifecycle);
+        return r;
+    }
+    csp__worker_t *w0 = csp__rt.workers[0];
+    atomic_store(&csp__rt.state, CSP__RT_RUNNING);
+    /* the caller's thread becomes worker 0 */
+    worker_thread_setup(w0);
+    csp__task_t *mt;
+    r = spawn(main_fn, arg, 0, &(csp_task_opts_t){ .name = "main" }, &mt);
+    if (r == 0) {
+        csp__rt.main_task = mt;
+        runq_put(w0, mt, false);
+        r = rt_start_threads(1);
+    }
+    pthread_mutex_unlock(&rt_lifecycle);
+    if (r == 0)
+        worker_loop(w0);
+    pthread_mutex_lock(&rt_lifecycle);
+    rt_stop_and_join();
+    worker_thread_teardown();
+    rt_teardown();
+    pthread_mutex_unlock(&rt_lifecycle);
+    return r;
+}
+
+CSP_EXTERN int csp_init(const csp_config_t *cfg)
+{
+    if (csp__cur_worker())
+        return CSP_ESTATE;
+    pthread_mutex_lock(&rt_lifecycle);
+    int r = rt_setup(cfg);
+    if (r == 0) {
+        atomic_store(&csp__rt.state, CSP__RT_RUNNING);
+        r = rt_start_threads(0);
+        if (r) {
+            rt_stop_and_join();
+            rt_teardown();
+        }
+    }
+    pthread_mutex_unlock(&rt_lifecycle);
+    return r;
+}
+
+static void sweep_wake(csp__task_t *t, void *arg)
+{
+    (void)arg;
+    if (atomic_load(&t->pstate) == CSP__PS_PARKED && t->waiter)
+        csp__waiter_wake(t->waiter, CSP__W_SHUTDOWN);
+}
+
+CSP_EXTERN void csp_shutdown(void)
+{
+    if (csp__cur_worker())
+        return; /* not from a task or worker */
+    pthread_mutex_lock(&rt_lifecycle);
+    int expect = CSP__RT_RUNNING;
+    if (!atomic_compare_exchange_strong(&csp__rt.state, &expect, CSP__RT_SHUTDOWN)) {
+        pthread_mutex_unlock(&rt_lifecycle);
+        return;
+    }
+    /* stop the world, wake every parked waiter with CSP_ESHUTDOWN */
+    atomic_store(&csp__rt.stw_stopped, 0);
+    atomic_store(&csp__rt.stw, 1);
+    atomic_store(&csp__rt.interrupt, 1);
+    wake_all_workers();
+    uint32_t s;
+    while ((s = atomic_load(&csp__rt.stw_stopped)) < (uint32_t)csp__rt.nworkers)
+        csp__futex_wait(&csp__rt.stw_stopped, s, csp_now() + 10 * CSP_MILLISECOND);
+    csp__stacks_foreach(sweep_wake, NULL);
+    csp__waiters_shutdown_threads();
+    atomic_store(&csp__rt.stw, 0);
+    atomic_store(&csp__rt.interrupt, 0);
+    atomic_fetch_add(&csp__rt.stw_release, 1);
+    csp__futex_wake(&csp__rt.stw_release, INT32_MAX);
+    wake_all_workers();
+    /* grace period: let the woken tasks return */
+    csp_time_t until = csp_now() + 100 * CSP_MILLISECOND;
+    while (live_tasks() > 0 && csp_now() < until) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    rt_stop_and_join();
+    rt_teardown();
+    pthread_mutex_unlock(&rt_lifecycle);
+}

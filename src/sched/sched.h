@@ -1,0 +1,257 @@
+/* The scheduler's data structures: tasks (Go's G), workers (Go's M+P fused)
+ * and the runtime (Go's sched). Read docs/internals/design.md first.
+ *
+ * Glossary
+ *   task    a user function on its own stack (csp__task_t). Lives in the top of
+ *           its stack slot (stack.c), so a spawn is one slot pop.
+ *   worker  an OS thread with a run queue, a timer heap and a stack cache
+ *           (csp__worker_t). Runs tasks; when it has none, it steals, then
+ *           sleeps on its futex.
+ *   g0      a worker's own thread stack, where the scheduler loop runs.
+ *   waiter  a parked task or a blocked plain thread (wait.c).
+ *
+ * Task park states (t->pstate; the only cross-thread task field besides the
+ * run queues):
+ *   RUNNING   running, runnable or about to park.
+ *   PARKED    switched out and waiting for csp__ready().
+ *   NOTIFIED  csp__ready() arrived before the park completed: the post-switch
+ *             step sees it and makes the task runnable again (a permit).
+ *   Exactly one csp__ready() per csp__park() (wait.c's CAS on the waiter state
+ *   picks the single waker).
+ *
+ * Post-switch steps. A task never publishes itself (runnable, parked, free)
+ * while it still runs on its stack: it records the step in its worker
+ * (w->post_op, w->post_task) and the context that is switched to performs it
+ * (csp__sched_post) before anything else. That is what makes direct
+ * task-to-task switches safe under migration.
+ *
+ * Lock order (lower first; see docs/internals/locking.md):
+ *   timer heap lock (timers run under it)  <  pinned inbox lock
+ *   <  global run queue lock  <  idle list lock  <  stack pool lock
+ */
+#ifndef CSP_SCHED_H
+#define CSP_SCHED_H
+
+#include <pthread.h>
+
+#include "../arch/context.h"
+#include "../internal.h"
+
+typedef struct csp__task   csp__task_t;
+typedef struct csp__worker csp__worker_t;
+typedef struct csp__waiter csp__waiter_t;
+typedef struct csp__timer  csp__timer_t;
+
+/* ---- timers (timer.c) ---- */
+typedef void (*csp__timer_fn)(csp__timer_t *t);
+struct csp__timer {
+    csp_time_t      when;    /* guarded by heap->lock while queued */
+    csp_duration_t  period;  /* > 0: re-queued at when + period after firing */
+    csp__timer_fn   fn;      /* runs under heap->lock: keep it short */
+    void           *arg;
+    int32_t         idx;     /* index in heap, -1 when not queued (under heap lock) */
+    /* the heap it is queued on / was last removed from; written under that
+     * heap's lock with release, read with acquire (csp__timer_del) */
+    struct csp__timers *heap;
+    struct csp__timers *last_heap;
+};
+/* A timer must be zeroed (or CSP__TIMER_INIT) before first use. */
+
+typedef struct csp__timers {
+    csp__spinlock_t lock;
+    csp__timer_t  **heap;    /* 4-ary min-heap on when; guarded by lock */
+    uint32_t        len, cap;
+    /* earliest `when`, INT64_MAX when empty. Written under lock (seq_cst so
+     * that an idle worker's scan and a timer add can't both miss: pairs with
+     * rt.sleep_until). Read without the lock. */
+    _Atomic int64_t next_when;
+} csp__timers_t;
+
+/* ---- tasks ---- */
+enum { CSP__PS_RUNNING = 0, CSP__PS_PARKED = 1, CSP__PS_NOTIFIED = 2 };
+/* Coarse status for dumps (relaxed, informational only). */
+enum { CSP__TS_RUNNABLE = 0, CSP__TS_RUNNING, CSP__TS_WAITING, CSP__TS_DEAD };
+
+struct csp__stack_pool;
+
+struct csp__task {
+    csp__ctx_t       ctx;        /* saved registers; owned by whoever runs/resumes it */
+    void           (*fn)(void *);
+    void            *arg;
+    _Atomic uint32_t pstate;     /* CSP__PS_*: see the file comment */
+    _Atomic uint32_t status;     /* CSP__TS_*: informational (relaxed) */
+    uint64_t         id;
+    csp__task_t     *next;       /* link: global queue, pinned inbox (under their locks) */
+    csp__worker_t   *pinned;     /* non-NULL: runs only on this worker */
+    /* what it waits on (hooks for dumps and shutdown); written by the task
+     * itself, read by others only with the world stopped */
+    csp__waiter_t   *waiter;
+    const char      *wait_reason;
+    csp_time_t       wait_since;
+    /* stack slot (stack.c): [lo, lo + size) holds the guard page (maybe),
+     * the canary, the stack, and this struct at the very top */
+    char            *lo;
+    size_t           size;
+    struct csp__stack_pool *pool;
+    uint32_t         has_guard;
+    uint32_t         live;       /* 1 from spawn to exit; scanned by the shutdown sweep */
+    void            *tsan_fiber; /* CSP_TSAN */
+    char             name[32];
+};
+
+/* ---- workers ---- */
+#define CSP__RUNQ_SIZE 256u
+
+enum {
+    CSP__POST_NONE = 0,
+    CSP__POST_YIELD,   /* put post_task at the tail of the local run queue */
+    CSP__POST_PARK,    /* PARKED, unless NOTIFIED meanwhile */
+    CSP__POST_EXIT,    /* free post_task's stack slot */
+    CSP__POST_RUNNEXT  /* put post_task in runnext (child-first spawn) */
+};
+
+struct csp__worker {
+    /* --- owner only (this worker's thread) --- */
+    int              id;
+    csp__task_t     *cur;        /* running task, NULL on g0 */
+    csp__ctx_t       g0;         /* scheduler loop context on the thread stack */
+    int              post_op;
+    csp__task_t     *post_task;
+    uint32_t         tick;       /* schedule count: every 61st looks at the global queue */
+    uint32_t         runnext_streak; /* consecutive runnext picks (fairness) */
+    uint64_t         rng;
+    int              spinning;
+    uint64_t         id_next, id_end;   /* block of task ids */
+    /* statistics: written by the owner only (relaxed), read by csp_stats */
+    _Atomic int64_t  live_delta;        /* tasks spawned - exited here */
+    _Atomic uint64_t spawned, steals, parks, sleeps;
+    _Atomic int      wake_spinning;     /* set by wakep: start spinning when woken */
+    void            *g0_stack_lo;       /* sanitizer annotations */
+    size_t           g0_stack_size;
+    void            *g0_tsan_fiber;
+    void            *asan_fake;         /* scratch for fiber annotations */
+    struct csp__stack_cache { csp__task_t *head; uint32_t n; } scache[4];
+    pthread_t        thread;
+    int              own_thread;        /* created by the runtime (joined at stop) */
+
+    /* --- run queue (Go's runq): owner puts at tail, anyone takes at head --- */
+    _Atomic uint32_t runq_head CSP__ALIGNED_CL; /* CAS by owner and thieves */
+    _Atomic uint32_t runq_tail;  /* store-release by owner only */
+    csp__task_t *_Atomic runq[CSP__RUNQ_SIZE];
+    csp__task_t *_Atomic runnext CSP__ALIGNED_CL;  /* owner sets; owner/thieves CAS to take */
+
+    /* --- pinned tasks readied by others: under pin_lock --- */
+    csp__spinlock_t  pin_lock CSP__ALIGNED_CL;
+    csp__task_t     *pin_head, *pin_tail;
+    _Atomic uint32_t pin_n;      /* hint, read without the lock */
+
+    /* --- sleeping --- */
+    _Atomic uint32_t park_seq CSP__ALIGNED_CL; /* futex word: bumped by every wake */
+    int              idle;       /* on the idle list; under rt.idle_lock */
+    csp__worker_t   *idle_next;  /* under rt.idle_lock */
+
+    csp__timers_t    timers CSP__ALIGNED_CL;
+};
+
+/* ---- the runtime ---- */
+enum { CSP__RT_STOPPED = 0, CSP__RT_STARTING, CSP__RT_RUNNING,
+       CSP__RT_SHUTDOWN /* grace: blocking calls fail */, CSP__RT_STOPPING };
+
+typedef struct csp__runtime {
+    _Atomic int       state;      /* CSP__RT_*; seq_cst */
+    /* non-zero: the fast path (direct task-to-task switch) must go through
+     * the scheduler loop instead (stop the world, stopping). Relaxed reads. */
+    _Atomic int       interrupt;
+    int               nworkers;
+    csp__worker_t   **workers;
+    size_t            default_stack;
+    int               spawn_policy;
+
+    /* global run queue: under gq_lock */
+    pthread_mutex_t   gq_lock;
+    csp__task_t      *gq_head, *gq_tail;
+    _Atomic uint32_t  gq_n;       /* written under gq_lock, read racily as a hint */
+
+    /* idle workers: under idle_lock */
+    pthread_mutex_t   idle_lock;
+    csp__worker_t    *idle_list;
+    _Atomic int       npidle;     /* seq_cst: Dekker with run-queue puts (wakep) */
+    _Atomic int       nspinning;  /* seq_cst, as above */
+
+    /* the idle worker that sleeps until the next timer, -1 if none */
+    _Atomic int       timer_sleeper;
+    _Atomic int64_t   sleep_until; /* its deadline; INT64_MAX if none (seq_cst) */
+
+    /* stop the world (shutdown sweep) */
+    _Atomic int       stw;          /* 1: workers stop at their next schedule point */
+    _Atomic uint32_t  stw_stopped;  /* futex word: workers stopped */
+    _Atomic uint32_t  stw_release;  /* futex word: bumped to release them */
+
+    _Atomic uint64_t  ids;          /* task id blocks */
+    _Atomic int64_t   live_shared;  /* live-task delta from plain threads */
+    _Atomic uint64_t  spawned_shared;
+
+    csp__task_t      *main_task;    /* csp_run's */
+    _Atomic int       main_done;
+} csp__runtime_t;
+
+extern csp__runtime_t csp__rt;
+
+/* The worker running the caller, or NULL on a plain thread. Never cache the
+ * result across a call that may switch tasks. */
+csp__worker_t *csp__cur_worker(void);
+/* The running task, or NULL on a plain thread. */
+csp__task_t *csp__cur_task(void);
+
+/* Parks the running task until csp__ready(t). Task context only. */
+void csp__park(void);
+/* Makes a parked task runnable (see the permit rule above). Any thread. */
+void csp__ready(csp__task_t *t);
+/* True while blocking calls should fail with CSP_ESHUTDOWN. */
+static inline bool csp__shutting_down(void)
+{
+    return atomic_load_explicit(&csp__rt.state, memory_order_acquire) >= CSP__RT_SHUTDOWN;
+}
+/* Wakes one idle worker if work appeared and nobody is spinning. */
+void csp__wakep(void);
+
+/* ---- timers (timer.c) ---- */
+void csp__timers_init(csp__timers_t *h);
+void csp__timers_destroy(csp__timers_t *h);
+/* Queues t (t->fn, t->arg set) to fire at `when` on the caller's worker heap
+ * (worker 0's on a plain thread). t must not be queued. */
+void csp__timer_add(csp__timer_t *t, csp_time_t when);
+/* Removes t if queued. After it returns t->fn is not running and won't run.
+ * Returns true if it was queued. */
+bool csp__timer_del(csp__timer_t *t);
+/* Runs w's due timers. Returns the next `when` (INT64_MAX if none). */
+int64_t csp__timers_run(csp__timers_t *h, csp_time_t now);
+/* Earliest timer of every worker. */
+int64_t csp__timers_earliest(void);
+void csp__timer_wake_sleeper(csp_time_t when);
+
+/* ---- stacks (stack.c) ---- */
+int  csp__stacks_init(void);
+void csp__stacks_destroy(void);
+/* A task in a fresh or cached slot of at least `size` bytes. NULL: ENOMEM. */
+csp__task_t *csp__task_alloc(csp__worker_t *w, size_t size);
+void csp__task_free(csp__worker_t *w, csp__task_t *t);
+/* Checks t's canary; reports and aborts on overflow. Slots with a guard page
+ * skip it: the guard catches the overflow, and the canary sits in another
+ * page (the check would cost a TLB entry per switch). */
+void csp__stack_check_canary(csp__task_t *t);
+static inline void csp__stack_check(csp__task_t *t)
+{
+    if (!t->has_guard)
+        csp__stack_check_canary(t);
+}
+/* Calls fn for every task slot ever mapped (world stopped). */
+void csp__stacks_foreach(void (*fn)(csp__task_t *t, void *arg), void *arg);
+void csp__stacks_stats(uint64_t *mapped, uint64_t *guards);
+void csp__stack_overflow_report(csp__task_t *t) __attribute__((noreturn));
+/* Installs the SIGSEGV handler that names overflowing tasks (once). */
+void csp__stack_install_handler(void);
+void csp__stack_thread_init(void);  /* sigaltstack for this worker */
+void csp__stack_thread_fini(void);
+
+#endif /* CSP_SCHED_H */

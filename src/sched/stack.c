@@ -1,0 +1,437 @@
+/* Task stacks: pooled slots carved out of large mappings.
+ *
+ * Why not one mmap per stack: Linux allows vm.max_map_count (65530 by
+ * default) mappings per process, and a million live tasks must fit. So slots
+ * of one size class are carved from chunks of >= 32 MiB (one mapping each, and
+ * neighbouring chunks usually merge into one VMA). Pages are committed only
+ * when touched (MAP_NORESERVE, never pre-faulted).
+ *
+ * Slot layout (size S, a power of two; a chunk is one leading page, then its
+ * slots; lo = chunk base + page + i * S):
+ *
+ *   lo                                                           lo + S
+ *   | guard page? | ...... stack (grows down) ...... | args | task | canary |
+ *
+ *   - guard page: PROT_NONE, while the guard budget lasts. Each guard splits
+ *     the chunk's VMA (two more mappings), so guards stop at max_map_count/8;
+ *     slots made later rely on the canary alone.
+ *   - canary: 16 bytes at the very top of every slot, written once when the
+ *     slot is made. A task that runs off the bottom of its stack first writes
+ *     over the canary just below its lo (the top of the slot below, or the
+ *     chunk's leading page for slot 0), which is checked at every switch away
+ *     from the task. Keeping it at the top costs no extra page: a parked task
+ *     with a shallow stack touches exactly one page.
+ *   - task: the csp__task_t lives in the slot's top bytes, so a spawn costs one
+ *     slot pop.
+ *
+ * Ownership: a slot is either handed out (its task is live or about to be
+ * freed by a post-switch step), in one worker's cache (owner only), or on its
+ * class's global free list (under pool->lock). Chunks are never unmapped
+ * while the runtime runs, so a walk over them (dumps, the shutdown sweep, the
+ * SIGSEGV handler) never touches unmapped memory.
+ */
+#define _GNU_SOURCE
+#include "sched.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(CSP_HAVE_VALGRIND_H)
+#include <valgrind/valgrind.h>
+#endif
+
+#define CSP__CANARY 0x6373702d63616e61ULL /* "csp-cana" */
+#define CSP__CHUNK_MIN ((size_t)32 << 20)
+#define CSP__NCLASS 17              /* 16 KiB << 0 .. 16 KiB << 16 (1 GiB) */
+#define CSP__CACHE_MAX 64u
+#define CSP__CACHE_BATCH 32u
+
+typedef struct csp__chunk {
+    char              *map;     /* the mapping: one leading page, then the slots */
+    char              *base;    /* first slot */
+    size_t             slot_size;
+    uint32_t           nslots;
+    _Atomic uint32_t   nused;   /* slots handed out at least once (bump index) */
+    struct csp__chunk *_Atomic next; /* published with release; walked lock-free */
+} csp__chunk_t;
+
+typedef struct csp__stack_pool {
+    pthread_mutex_t lock;
+    size_t          slot_size;
+    csp__task_t    *free;       /* under lock, linked through t->next */
+    uint32_t        nfree;
+    csp__chunk_t   *cur;        /* chunk being bump-allocated; under lock */
+} csp__stack_pool_t;
+
+static csp__stack_pool_t pools[CSP__NCLASS];
+static csp__chunk_t *_Atomic chunks;   /* all chunks, newest first */
+static _Atomic uint64_t nslots_mapped, nguards;
+static uint64_t guard_budget;
+static size_t page_size;
+static pthread_mutex_t chunks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* bytes at the top of a slot for the task struct and the canary above it */
+static size_t task_reserve(void)
+{
+    return (sizeof(csp__task_t) + 16 + 63) & ~(size_t)63;
+}
+
+static int size_class(size_t size)
+{
+    size_t s = (size_t)16 << 10;
+    for (int c = 0; c < CSP__NCLASS; c++, s <<= 1)
+        if (size <= s)
+            return c;
+    return -1;
+}
+
+int csp__stacks_init(void)
+{
+    page_size = (size_t)sysconf(_SC_PAGESIZE);
+    long maxmap = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &maxmap) != 1)
+            maxmap = 65530;
+        fclose(f);
+    }
+    guard_budget = (uint64_t)(maxmap / 8);
+    for (int c = 0; c < CSP__NCLASS; c++) {
+        pthread_mutex_init(&pools[c].lock, NULL);
+        pools[c].slot_size = ((size_t)16 << 10) << c;
+        pools[c].free = NULL;
+        pools[c].nfree = 0;
+        pools[c].cur = NULL;
+    }
+    atomic_store_explicit(&chunks, NULL, memory_order_relaxed);
+    atomic_store_explicit(&nslots_mapped, 0, memory_order_relaxed);
+    atomic_store_explicit(&nguards, 0, memory_order_relaxed);
+    return 0;
+}
+
+void csp__stacks_destroy(void)
+{
+    csp__chunk_t *c = atomic_exchange_explicit(&chunks, NULL, memory_order_acquire);
+    while (c) {
+        csp__chunk_t *n = atomic_load_explicit(&c->next, memory_order_relaxed);
+        munmap(c->map, page_size + (size_t)c->nslots * c->slot_size);
+        free(c);
+        c = n;
+    }
+    for (int c2 = 0; c2 < CSP__NCLASS; c2++) {
+        pthread_mutex_destroy(&pools[c2].lock);
+        pools[c2].free = NULL;
+        pools[c2].cur = NULL;
+    }
+}
+
+static inline csp__task_t *slot_task(char *lo, size_t size)
+{
+    return (csp__task_t *)(lo + size - task_reserve());
+}
+
+/* The canary that guards t's stack: the 16 bytes just below t->lo. */
+static inline uint64_t *canary_addr(csp__task_t *t)
+{
+    return (uint64_t *)(t->lo - 16);
+}
+
+static inline void canary_write(char *below)
+{
+    uint64_t *can = (uint64_t *)(below - 16);
+    can[0] = CSP__CANARY ^ (uintptr_t)can;
+    can[1] = CSP__CANARY;
+}
+
+/* Makes slot i of chunk c usable. Caller holds pool->lock. */
+static csp__task_t *slot_init(csp__stack_pool_t *p, csp__chunk_t *c, uint32_t i)
+{
+    char *lo = c->base + (size_t)i * c->slot_size;
+    csp__task_t *t = slot_task(lo, c->slot_size);
+    uint32_t guard = 0;
+    if (atomic_load_explicit(&nguards, memory_order_relaxed) < guard_budget &&
+        mprotect(lo, page_size, PROT_NONE) == 0) {
+        guard = 1;
+        atomic_fetch_add_explicit(&nguards, 1, memory_order_relaxed);
+    }
+    canary_write(lo + c->slot_size); /* guards the slot above */
+    t->lo = lo;
+    t->size = c->slot_size;
+    t->pool = p;
+    t->has_guard = guard;
+    t->live = 0;
+#if defined(CSP_HAVE_VALGRIND_H)
+    VALGRIND_STACK_REGISTER(lo, lo + c->slot_size);
+#endif
+    atomic_fetch_add_explicit(&nslots_mapped, 1, memory_order_relaxed);
+    return t;
+}
+
+/* Takes up to n slots from the pool into a list. Returns the count. */
+static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
+{
+    uint32_t got = 0;
+    csp__task_t *head = NULL;
+    pthread_mutex_lock(&p->lock);
+    while (got < n && p->free) {
+        csp__task_t *t = p->free;
+        p->free = t->next;
+        p->nfree--;
+        t->next = head;
+        head = t;
+        got++;
+    }
+    while (got < n) {
+        csp__chunk_t *c = p->cur;
+        if (!c || atomic_load_explicit(&c->nused, memory_order_relaxed) == c->nslots) {
+            size_t per = p->slot_size >= CSP__CHUNK_MIN ? 1 : CSP__CHUNK_MIN / p->slot_size;
+            size_t len = page_size + per * p->slot_size;
+            char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (map == MAP_FAILED)
+                break;
+            /* a huge page would commit 2 MiB for 16 tasks' first pages */
+            madvise(map, len, MADV_NOHUGEPAGE);
+            c = calloc(1, sizeof *c);
+            if (!c) {
+                munmap(map, len);
+                break;
+            }
+            c->map = map;
+            c->base = map + page_size;
+            canary_write(c->base); /* guards slot 0 */
+            c->slot_size = p->slot_size;
+            c->nslots = (uint32_t)per;
+            pthread_mutex_lock(&chunks_lock);
+            atomic_store_explicit(&c->next, atomic_load_explicit(&chunks, memory_order_relaxed),
+                                  memory_order_relaxed);
+            /* release: the chunk's fields are visible to lock-free walkers */
+            atomic_store_explicit(&chunks, c, memory_order_release);
+            pthread_mutex_unlock(&chunks_lock);
+            p->cur = c;
+        }
+        uint32_t i = atomic_load_explicit(&c->nused, memory_order_relaxed);
+        csp__task_t *t = slot_init(p, c, i);
+        /* release: a walker that sees nused > i sees slot i initialised */
+        atomic_store_explicit(&c->nused, i + 1, memory_order_release);
+        t->next = head;
+        head = t;
+        got++;
+    }
+    pthread_mutex_unlock(&p->lock);
+    *out = head;
+    return got;
+}
+
+static void pool_give(csp__stack_pool_t *p, csp__task_t *head, csp__task_t *tail, uint32_t n)
+{
+    pthread_mutex_lock(&p->lock);
+    tail->next = p->free;
+    p->free = head;
+    p->nfree += n;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Prepares a slot for a new task (the canary below it is already in place). */
+static inline csp__task_t *slot_prepare(csp__task_t *t)
+{
+    return t;
+}
+
+csp__task_t *csp__task_alloc(csp__worker_t *w, size_t size)
+{
+    int c = size_class(size);
+    if (c < 0)
+        return NULL;
+    csp__stack_pool_t *p = &pools[c];
+    if (w && p->slot_size == csp__rt.default_stack) {
+        struct csp__stack_cache *sc = &w->scache[0];
+        if (CSP__UNLIKELY(!sc->head)) {
+            csp__task_t *list;
+            uint32_t n = pool_take(p, CSP__CACHE_BATCH, &list);
+            if (!n)
+                return NULL;
+            sc->head = list;
+            sc->n = n;
+        }
+        csp__task_t *t = sc->head;
+        sc->head = t->next;
+        sc->n--;
+        return slot_prepare(t);
+    }
+    csp__task_t *t;
+    if (!pool_take(p, 1, &t))
+        return NULL;
+    return slot_prepare(t);
+}
+
+void csp__task_free(csp__worker_t *w, csp__task_t *t)
+{
+    csp__stack_pool_t *p = t->pool;
+    t->live = 0;
+    if (w && p->slot_size == csp__rt.default_stack) {
+        struct csp__stack_cache *sc = &w->scache[0];
+        t->next = sc->head;
+        sc->head = t;
+        if (CSP__UNLIKELY(++sc->n > CSP__CACHE_MAX)) {
+            /* give the older half back */
+            csp__task_t *keep = sc->head, *cut = keep;
+            for (uint32_t i = 1; i < CSP__CACHE_MAX - CSP__CACHE_BATCH; i++)
+                cut = cut->next;
+            csp__task_t *give = cut->next, *tail = give;
+            uint32_t n = 1;
+            while (tail->next) {
+                tail = tail->next;
+                n++;
+            }
+            cut->next = NULL;
+            sc->n -= n;
+            pool_give(p, give, tail, n);
+        }
+        return;
+    }
+    t->next = NULL;
+    pool_give(p, t, t, 1);
+}
+
+void csp__stack_overflow_report(csp__task_t *t)
+{
+    /* async-signal-safe formatting */
+    char buf[160];
+    int n = 0;
+    const char *a = "libcsp: task ";
+    while (*a) buf[n++] = *a++;
+    char num[24];
+    int k = 0;
+    uint64_t id = t->id;
+    do { num[k++] = (char)('0' + id % 10); id /= 10; } while (id);
+    while (k) buf[n++] = num[--k];
+    buf[n++] = ' ';
+    buf[n++] = '(';
+    for (int i = 0; i < 31 && t->name[i]; i++) buf[n++] = t->name[i];
+    a = ") overflowed its ";
+    while (*a) buf[n++] = *a++;
+    uint64_t sz = t->size;
+    do { num[k++] = (char)('0' + sz % 10); sz /= 10; } while (sz);
+    while (k) buf[n++] = num[--k];
+    a = "-byte stack\n";
+    while (*a) buf[n++] = *a++;
+    ssize_t r = write(2, buf, (size_t)n);
+    (void)r;
+    abort();
+}
+
+void csp__stack_check_canary(csp__task_t *t)
+{
+    uint64_t *can = canary_addr(t);
+    if (CSP__UNLIKELY(can[0] != (CSP__CANARY ^ (uintptr_t)can) || can[1] != CSP__CANARY))
+        csp__stack_overflow_report(t);
+}
+
+void csp__stacks_foreach(void (*fn)(csp__task_t *t, void *arg), void *arg)
+{
+    /* acquire: pairs with the release publishing each chunk / slot */
+    for (csp__chunk_t *c = atomic_load_explicit(&chunks, memory_order_acquire); c;
+         c = atomic_load_explicit(&c->next, memory_order_acquire)) {
+        uint32_t used = atomic_load_explicit(&c->nused, memory_order_acquire);
+        for (uint32_t i = 0; i < used; i++) {
+            csp__task_t *t = slot_task(c->base + (size_t)i * c->slot_size, c->slot_size);
+            if (t->live)
+                fn(t, arg);
+        }
+    }
+}
+
+void csp__stacks_stats(uint64_t *mapped, uint64_t *guards)
+{
+    *mapped = atomic_load_explicit(&nslots_mapped, memory_order_relaxed);
+    *guards = atomic_load_explicit(&nguards, memory_order_relaxed);
+}
+
+/* ---- SIGSEGV: name the task whose guard page was hit ---- */
+static struct sigaction old_segv;
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+
+static void segv_handler(int sig, siginfo_t *si, void *uc)
+{
+    char *addr = si->si_addr;
+    for (csp__chunk_t *c = atomic_load_explicit(&chunks, memory_order_acquire); c;
+         c = atomic_load_explicit(&c->next, memory_order_acquire)) {
+        size_t span = (size_t)c->nslots * c->slot_size;
+        if (addr < c->base || addr >= c->base + span)
+            continue;
+        size_t i = (size_t)(addr - c->base) / c->slot_size;
+        char *lo = c->base + i * c->slot_size;
+        csp__task_t *t = slot_task(lo, c->slot_size);
+        if (i < atomic_load_explicit(&c->nused, memory_order_acquire) && t->has_guard &&
+            addr < lo + page_size)
+            csp__stack_overflow_report(t);
+        break;
+    }
+    /* not ours: fall back to the previous disposition and let it re-fault */
+    if (old_segv.sa_flags & SA_SIGINFO && old_segv.sa_sigaction) {
+        old_segv.sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN && old_segv.sa_handler) {
+        old_segv.sa_handler(sig);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL);
+}
+
+static void install_handler(void)
+{
+#if !defined(CSP_ASAN) && !defined(CSP_TSAN)
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+#endif
+}
+
+void csp__stack_install_handler(void)
+{
+    pthread_once(&handler_once, install_handler);
+}
+
+static __thread void *altstack_mem;
+static __thread int altstack_set;
+
+void csp__stack_thread_init(void)
+{
+#if !defined(CSP_ASAN) && !defined(CSP_TSAN)
+    stack_t ss, old;
+    if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+        return; /* the thread already has one */
+    size_t sz = 64 * 1024;
+    altstack_mem = malloc(sz);
+    if (!altstack_mem)
+        return;
+    ss.ss_sp = altstack_mem;
+    ss.ss_size = sz;
+    ss.ss_flags = 0;
+    if (sigaltstack(&ss, NULL) == 0)
+        altstack_set = 1;
+#endif
+}
+
+void csp__stack_thread_fini(void)
+{
+    if (altstack_set) {
+        stack_t ss;
+        memset(&ss, 0, sizeof ss);
+        ss.ss_flags = SS_DISABLE;
+        sigaltstack(&ss, NULL);
+        altstack_set = 0;
+    }
+    free(altstack_mem);
+    altstack_mem = NULL;
+}

@@ -1,0 +1,139 @@
+/* Waiters: see wait.h for the protocol. */
+#define _GNU_SOURCE
+#include "wait.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+/* Plain threads blocked in a wait, for csp_shutdown. Lock order: taken alone. */
+static pthread_mutex_t thread_waiters_lock = PTHREAD_MUTEX_INITIALIZER;
+static csp__waiter_t *thread_waiters;
+
+void csp__waiter_init(csp__waiter_t *w)
+{
+    w->task = csp__cur_task();
+    atomic_store_explicit(&w->state, CSP__W_WAITING, memory_order_relaxed);
+    w->result = 0;
+    w->data = NULL;
+    atomic_store_explicit(&w->ack, 0, memory_order_relaxed);
+    w->next = w->prev = NULL;
+    memset(&w->timer, 0, sizeof w->timer);
+    w->timer.idx = -1;
+}
+
+bool csp__waiter_wake(csp__waiter_t *w, uint32_t st)
+{
+    uint32_t exp = CSP__W_WAITING;
+    /* acq_rel: release publishes what the waker wrote into the waiter's data
+     * (pairs with the acquire load in csp__waiter_wait); acquire orders our
+     * reads of w->task after the waiter's initialisation. */
+    if (!atomic_compare_exchange_strong_explicit(&w->state, &exp, st, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return false;
+    csp__task_t *t = w->task;
+    if (t)
+        csp__ready(t);
+    else
+        csp__futex_wake(&w->state, 1); /* harmless if the frame is already gone */
+    return true;
+}
+
+static void waiter_timer_fn(csp__timer_t *tm)
+{
+    csp__waiter_wake((csp__waiter_t *)tm->arg, CSP__W_TIMEDOUT);
+}
+
+static csp_time_t coarse_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (csp_time_t)ts.tv_sec * CSP_SECOND + ts.tv_nsec;
+}
+
+uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *reason)
+{
+    uint32_t exp = CSP__W_WAITING;
+    if (w->task) {
+        csp__task_t *t = w->task;
+        bool armed = false;
+        if (CSP__UNLIKELY(csp__shutting_down())) {
+            if (atomic_compare_exchange_strong_explicit(&w->state, &exp, CSP__W_SHUTDOWN,
+                                                        memory_order_acq_rel,
+                                                        memory_order_acquire))
+                return CSP__W_SHUTDOWN;
+            /* someone else won: their csp__ready is coming; consume it */
+        } else if (deadline != CSP_FOREVER) {
+            if (deadline <= csp_now()) {
+                if (atomic_compare_exchange_strong_explicit(&w->state, &exp, CSP__W_TIMEDOUT,
+                                                            memory_order_acq_rel,
+                                                            memory_order_acquire))
+                    return CSP__W_TIMEDOUT;
+            } else {
+                w->timer.fn = waiter_timer_fn;
+                w->timer.arg = w;
+                csp__timer_add(&w->timer, deadline);
+                armed = true;
+            }
+        }
+        /* hooks for dumps and the shutdown sweep (read with the world stopped) */
+        t->waiter = w;
+        t->wait_reason = reason;
+        t->wait_since = coarse_now();
+        csp__park();
+        t->waiter = NULL;
+        if (armed)
+            csp__timer_del(&w->timer);
+        /* acquire: pairs with the winning CAS's release */
+        return atomic_load_explicit(&w->state, memory_order_acquire);
+    }
+
+    /* plain thread */
+    pthread_mutex_lock(&thread_waiters_lock);
+    w->tprev = NULL;
+    w->tnext = thread_waiters;
+    if (thread_waiters)
+        thread_waiters->tprev = w;
+    thread_waiters = w;
+    pthread_mutex_unlock(&thread_waiters_lock);
+    if (csp__shutting_down())
+        csp__waiter_wake(w, CSP__W_SHUTDOWN);
+    uint32_t st;
+    while ((st = atomic_load_explicit(&w->state, memory_order_acquire)) == CSP__W_WAITING) {
+        if (csp__futex_wait(&w->state, CSP__W_WAITING, deadline) == CSP_ETIMEDOUT) {
+            exp = CSP__W_WAITING;
+            atomic_compare_exchange_strong_explicit(&w->state, &exp, CSP__W_TIMEDOUT,
+                                                    memory_order_acq_rel, memory_order_acquire);
+        }
+    }
+    pthread_mutex_lock(&thread_waiters_lock);
+    if (w->tprev)
+        w->tprev->tnext = w->tnext;
+    else
+        thread_waiters = w->tnext;
+    if (w->tnext)
+        w->tnext->tprev = w->tprev;
+    pthread_mutex_unlock(&thread_waiters_lock);
+    (void)reason;
+    return st;
+}
+
+void csp__waiter_await_ack(csp__waiter_t *w)
+{
+    unsigned spins = 0;
+    /* acquire: pairs with csp__waiter_wake_dequeued's release */
+    while (!atomic_load_explicit(&w->ack, memory_order_acquire)) {
+        if (++spins < 100)
+            csp__cpu_relax();
+        else
+            csp_yield();
+    }
+}
+
+void csp__waiters_shutdown_threads(void)
+{
+    pthread_mutex_lock(&thread_waiters_lock);
+    for (csp__waiter_t *w = thread_waiters; w; w = w->tnext)
+        csp__waiter_wake(w, CSP__W_SHUTDOWN);
+    pthread_mutex_unlock(&thread_waiters_lock);
+}
