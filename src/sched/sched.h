@@ -101,6 +101,8 @@ struct csp__task {
 
 /* ---- workers ---- */
 #define CSP__RUNQ_SIZE 256u
+#define CSP__CACHE_MAX 512u    /* stack slots cached per worker */
+#define CSP__CACHE_BATCH 128u  /* moved to/from the global pool at once */
 
 enum {
     CSP__POST_NONE = 0,
@@ -130,7 +132,8 @@ struct csp__worker {
     size_t           g0_stack_size;
     void            *g0_tsan_fiber;
     void            *asan_fake;         /* scratch for fiber annotations */
-    struct csp__stack_cache { csp__task_t *head; uint32_t n; } scache[4];
+    /* free stack slots of the default size (stack.c), owner only */
+    struct csp__stack_cache { uint32_t n; csp__task_t *slot[CSP__CACHE_MAX]; } scache;
     pthread_t        thread;
     int              own_thread;        /* created by the runtime (joined at stop) */
 
@@ -231,6 +234,7 @@ int64_t csp__timers_earliest(void);
 void csp__timer_wake_sleeper(csp_time_t when);
 
 /* ---- stacks (stack.c) ---- */
+extern size_t csp__page_size;
 int  csp__stacks_init(void);
 void csp__stacks_destroy(void);
 /* A task in a fresh or cached slot of at least `size` bytes. NULL: ENOMEM. */

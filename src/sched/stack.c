@@ -48,8 +48,6 @@
 #define CSP__CANARY 0x6373702d63616e61ULL /* "csp-cana" */
 #define CSP__CHUNK_MIN ((size_t)32 << 20)
 #define CSP__NCLASS 17              /* 16 KiB << 0 .. 16 KiB << 16 (1 GiB) */
-#define CSP__CACHE_MAX 64u
-#define CSP__CACHE_BATCH 32u
 
 typedef struct csp__chunk {
     char              *map;     /* the mapping: one leading page, then the slots */
@@ -63,8 +61,8 @@ typedef struct csp__chunk {
 typedef struct csp__stack_pool {
     pthread_mutex_t lock;
     size_t          slot_size;
-    csp__task_t    *free;       /* under lock, linked through t->next */
-    uint32_t        nfree;
+    csp__task_t   **free;       /* free slots (array), under lock */
+    uint32_t        nfree, cap;
     csp__chunk_t   *cur;        /* chunk being bump-allocated; under lock */
 } csp__stack_pool_t;
 
@@ -72,7 +70,8 @@ static csp__stack_pool_t pools[CSP__NCLASS];
 static csp__chunk_t *_Atomic chunks;   /* all chunks, newest first */
 static _Atomic uint64_t nslots_mapped, nguards;
 static uint64_t guard_budget;
-static size_t page_size;
+size_t csp__page_size;
+#define page_size csp__page_size
 static pthread_mutex_t chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* bytes at the top of a slot for the task struct and the canary above it */
@@ -105,7 +104,7 @@ int csp__stacks_init(void)
         pthread_mutex_init(&pools[c].lock, NULL);
         pools[c].slot_size = ((size_t)16 << 10) << c;
         pools[c].free = NULL;
-        pools[c].nfree = 0;
+        pools[c].nfree = pools[c].cap = 0;
         pools[c].cur = NULL;
     }
     atomic_store_explicit(&chunks, NULL, memory_order_relaxed);
@@ -125,14 +124,27 @@ void csp__stacks_destroy(void)
     }
     for (int c2 = 0; c2 < CSP__NCLASS; c2++) {
         pthread_mutex_destroy(&pools[c2].lock);
+        free(pools[c2].free);
         pools[c2].free = NULL;
+        pools[c2].nfree = pools[c2].cap = 0;
         pools[c2].cur = NULL;
     }
 }
 
+/* Cache colouring: slots are a power of two apart, so without it every task
+ * struct would sit at the same offset in its page and fight for the same few
+ * L1 sets (virtually indexed by address bits 6..11). Slot i shifts its task
+ * struct down by colour(i) cache lines. */
+#define CSP__COLORS 16u
+static inline size_t slot_color(char *lo, size_t size)
+{
+    size_t i = (size_t)((uintptr_t)lo / size);
+    return (size_t)((i * 7u) % CSP__COLORS) * 64u;
+}
+
 static inline csp__task_t *slot_task(char *lo, size_t size)
 {
-    return (csp__task_t *)(lo + size - task_reserve());
+    return (csp__task_t *)(lo + size - task_reserve() - slot_color(lo, size));
 }
 
 /* The canary that guards t's stack: the 16 bytes just below t->lo. */
@@ -172,20 +184,15 @@ static csp__task_t *slot_init(csp__stack_pool_t *p, csp__chunk_t *c, uint32_t i)
     return t;
 }
 
-/* Takes up to n slots from the pool into a list. Returns the count. */
+/* Takes up to n slots from the pool into out[]. Returns the count. Free slots
+ * are kept as arrays of pointers, so moving them never touches (and never
+ * misses on) the slots' own memory. */
 static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
 {
     uint32_t got = 0;
-    csp__task_t *head = NULL;
     pthread_mutex_lock(&p->lock);
-    while (got < n && p->free) {
-        csp__task_t *t = p->free;
-        p->free = t->next;
-        p->nfree--;
-        t->next = head;
-        head = t;
-        got++;
-    }
+    while (got < n && p->nfree)
+        out[got++] = p->free[--p->nfree];
     while (got < n) {
         csp__chunk_t *c = p->cur;
         if (!c || atomic_load_explicit(&c->nused, memory_order_relaxed) == c->nslots) {
@@ -219,28 +226,32 @@ static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
         csp__task_t *t = slot_init(p, c, i);
         /* release: a walker that sees nused > i sees slot i initialised */
         atomic_store_explicit(&c->nused, i + 1, memory_order_release);
-        t->next = head;
-        head = t;
-        got++;
+        out[got++] = t;
     }
     pthread_mutex_unlock(&p->lock);
-    *out = head;
     return got;
 }
 
-static void pool_give(csp__stack_pool_t *p, csp__task_t *head, csp__task_t *tail, uint32_t n)
+static void pool_give(csp__stack_pool_t *p, csp__task_t **in, uint32_t n)
 {
     pthread_mutex_lock(&p->lock);
-    tail->next = p->free;
-    p->free = head;
+    if (p->nfree + n > p->cap) {
+        size_t ncap = p->cap ? p->cap : 1024;
+        while (ncap < p->nfree + n)
+            ncap *= 2;
+        csp__task_t **nf = realloc(p->free, ncap * sizeof *nf);
+        if (!nf) {
+            /* can't grow the free array: the slots stay unused (leaked to
+             * the pool) rather than corrupting anything */
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+        p->free = nf;
+        p->cap = (uint32_t)ncap;
+    }
+    memcpy(p->free + p->nfree, in, n * sizeof *in);
     p->nfree += n;
     pthread_mutex_unlock(&p->lock);
-}
-
-/* Prepares a slot for a new task (the canary below it is already in place). */
-static inline csp__task_t *slot_prepare(csp__task_t *t)
-{
-    return t;
 }
 
 csp__task_t *csp__task_alloc(csp__worker_t *w, size_t size)
@@ -249,54 +260,38 @@ csp__task_t *csp__task_alloc(csp__worker_t *w, size_t size)
     if (c < 0)
         return NULL;
     csp__stack_pool_t *p = &pools[c];
-    if (w && p->slot_size == csp__rt.default_stack) {
-        struct csp__stack_cache *sc = &w->scache[0];
-        if (CSP__UNLIKELY(!sc->head)) {
-            csp__task_t *list;
-            uint32_t n = pool_take(p, CSP__CACHE_BATCH, &list);
-            if (!n)
+    if (CSP__LIKELY(w && p->slot_size == csp__rt.default_stack)) {
+        struct csp__stack_cache *sc = &w->scache;
+        if (CSP__UNLIKELY(!sc->n)) {
+            sc->n = pool_take(p, CSP__CACHE_BATCH, sc->slot);
+            if (!sc->n)
                 return NULL;
-            sc->head = list;
-            sc->n = n;
         }
-        csp__task_t *t = sc->head;
-        sc->head = t->next;
-        sc->n--;
-        return slot_prepare(t);
+        return sc->slot[--sc->n];
     }
     csp__task_t *t;
     if (!pool_take(p, 1, &t))
         return NULL;
-    return slot_prepare(t);
+    return t;
 }
 
 void csp__task_free(csp__worker_t *w, csp__task_t *t)
 {
     csp__stack_pool_t *p = t->pool;
     t->live = 0;
-    if (w && p->slot_size == csp__rt.default_stack) {
-        struct csp__stack_cache *sc = &w->scache[0];
-        t->next = sc->head;
-        sc->head = t;
-        if (CSP__UNLIKELY(++sc->n > CSP__CACHE_MAX)) {
-            /* give the older half back */
-            csp__task_t *keep = sc->head, *cut = keep;
-            for (uint32_t i = 1; i < CSP__CACHE_MAX - CSP__CACHE_BATCH; i++)
-                cut = cut->next;
-            csp__task_t *give = cut->next, *tail = give;
-            uint32_t n = 1;
-            while (tail->next) {
-                tail = tail->next;
-                n++;
-            }
-            cut->next = NULL;
-            sc->n -= n;
-            pool_give(p, give, tail, n);
+    if (CSP__LIKELY(w && p->slot_size == csp__rt.default_stack)) {
+        struct csp__stack_cache *sc = &w->scache;
+        if (CSP__UNLIKELY(sc->n == CSP__CACHE_MAX)) {
+            /* give the coldest (oldest) batch back */
+            pool_give(p, sc->slot, CSP__CACHE_BATCH);
+            memmove(sc->slot, sc->slot + CSP__CACHE_BATCH,
+                    (CSP__CACHE_MAX - CSP__CACHE_BATCH) * sizeof sc->slot[0]);
+            sc->n -= CSP__CACHE_BATCH;
         }
+        sc->slot[sc->n++] = t;
         return;
     }
-    t->next = NULL;
-    pool_give(p, t, t, 1);
+    pool_give(p, &t, 1);
 }
 
 void csp__stack_overflow_report(csp__task_t *t)
