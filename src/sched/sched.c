@@ -69,6 +69,9 @@ csp__task_t *csp__cur_task(void)
 /* ------------------------------------------------------------------ */
 /* run queue (Go's runq)                                               */
 
+static bool cq_empty(csp__worker_t *v);
+static csp__task_t *cq_pop(csp__worker_t *w);
+
 /* Owner only. Moves half of the local queue plus t to the global queue.
  * False if a thief raced us (retry the fast path). */
 static bool runq_put_slow(csp__worker_t *w, csp__task_t *t, uint32_t h, uint32_t tl)
@@ -97,12 +100,18 @@ static bool runq_put_slow(csp__worker_t *w, csp__task_t *t, uint32_t h, uint32_t
     return true;
 }
 
-/* Owner only. next: put t in runnext (the old occupant goes to the tail). */
+static bool cq_push(csp__worker_t *w, csp__task_t *t);
+
+/* Owner only. next: put t in runnext; the task it displaces goes on the
+ * LIFO deque (not the FIFO tail as in Go: a parent that spawned two children
+ * then finds the younger sibling of the one that just finished, so
+ * fork-join runs depth-first with O(depth) live stacks instead of
+ * breadth-first with O(n)). Yields and overflow go to the FIFO tail. */
 static void runq_put(csp__worker_t *w, csp__task_t *t, bool next)
 {
     if (next) {
         t = atomic_exchange_explicit(&w->runnext, t, memory_order_acq_rel);
-        if (!t)
+        if (!t || cq_push(w, t))
             return;
     }
     for (;;) {
@@ -132,6 +141,10 @@ static csp__task_t *runq_get(csp__worker_t *w)
             w->runnext_streak++;
             return next;
         }
+        if ((next = cq_pop(w))) {
+            w->runnext_streak++;
+            return next;
+        }
     }
     w->runnext_streak = 0;
     for (;;) {
@@ -145,16 +158,18 @@ static csp__task_t *runq_get(csp__worker_t *w)
                                                     memory_order_relaxed))
             return t;
     }
-    /* the queue was empty: runnext, even past the streak limit */
+    /* the queue was empty: runnext and continuations, even past the streak limit */
     next = atomic_load_explicit(&w->runnext, memory_order_relaxed);
     if (next && atomic_compare_exchange_strong_explicit(&w->runnext, &next, NULL,
                                                         memory_order_acquire, memory_order_relaxed))
         return next;
-    return NULL;
+    return cq_pop(w);
 }
 
 static bool runq_empty(csp__worker_t *v)
 {
+    if (!cq_empty(v))
+        return false;
     /* seq_cst loads: the re-check half of the sleep protocol */
     uint32_t h = atomic_load(&v->runq_head);
     uint32_t t = atomic_load(&v->runq_tail);
@@ -209,6 +224,66 @@ static csp__task_t *runq_steal(csp__worker_t *w, csp__worker_t *v, bool steal_ru
     /* release: publishes the grabbed slots */
     atomic_store_explicit(&w->runq_tail, t + n, memory_order_release);
     return gp;
+}
+
+/* ------------------------------------------------------------------ */
+/* continuation deque (Chase-Lev; Le, Pop, Cohen, Zappa Nardelli 2013)  */
+/* seq_cst operations stand in for the paper's fences so that TSan, which
+ * does not model fences, sees every happens-before edge. */
+
+/* Owner only. False when full. */
+static bool cq_push(csp__worker_t *w, csp__task_t *t)
+{
+    int64_t b = atomic_load_explicit(&w->cq_bottom, memory_order_relaxed);
+    int64_t top = atomic_load_explicit(&w->cq_top, memory_order_acquire);
+    if (b - top >= CSP__CQ_SIZE)
+        return false;
+    atomic_store_explicit(&w->cq_buf[b % CSP__CQ_SIZE], t, memory_order_relaxed);
+    /* release: publishes the slot (and the task) to thieves' acquire of bottom */
+    atomic_store_explicit(&w->cq_bottom, b + 1, memory_order_release);
+    return true;
+}
+
+/* Owner only: the newest continuation. */
+static csp__task_t *cq_pop(csp__worker_t *w)
+{
+    int64_t b = atomic_load_explicit(&w->cq_bottom, memory_order_relaxed) - 1;
+    if (b < atomic_load_explicit(&w->cq_top, memory_order_relaxed))
+        return NULL; /* cheap empty check; top only grows */
+    /* seq_cst store then seq_cst load of top: the paper's full fence between
+     * them (pairs with the thief's seq_cst load of top then of bottom) */
+    atomic_store(&w->cq_bottom, b);
+    int64_t top = atomic_load(&w->cq_top);
+    if (top > b) {
+        atomic_store_explicit(&w->cq_bottom, b + 1, memory_order_relaxed);
+        return NULL;
+    }
+    csp__task_t *t = atomic_load_explicit(&w->cq_buf[b % CSP__CQ_SIZE], memory_order_relaxed);
+    if (top == b) {
+        /* the last one: race the thieves for it */
+        if (!atomic_compare_exchange_strong(&w->cq_top, &top, top + 1))
+            t = NULL;
+        atomic_store_explicit(&w->cq_bottom, b + 1, memory_order_relaxed);
+    }
+    return t;
+}
+
+/* Any worker: the oldest continuation of v, or NULL (empty or lost a race). */
+static csp__task_t *cq_steal(csp__worker_t *v)
+{
+    int64_t top = atomic_load(&v->cq_top);
+    int64_t b = atomic_load(&v->cq_bottom); /* seq_cst; acquire pairs with cq_push */
+    if (top >= b)
+        return NULL;
+    csp__task_t *t = atomic_load_explicit(&v->cq_buf[top % CSP__CQ_SIZE], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong(&v->cq_top, &top, top + 1))
+        return NULL;
+    return t;
+}
+
+static bool cq_empty(csp__worker_t *v)
+{
+    return atomic_load(&v->cq_top) >= atomic_load(&v->cq_bottom);
 }
 
 /* ------------------------------------------------------------------ */
@@ -439,8 +514,10 @@ static inline void sched_post(csp__worker_t *w)
     case CSP__POST_YIELD:
         enqueue(w, p, false);
         break;
-    case CSP__POST_RUNNEXT:
-        enqueue(w, p, true);
+    case CSP__POST_CONT:
+        atomic_store_explicit(&p->status, CSP__TS_RUNNABLE, memory_order_relaxed);
+        if (!cq_push(w, p))
+            runq_put(w, p, false);
         csp__wakep();
         break;
     case CSP__POST_PARK: {
@@ -611,7 +688,9 @@ static csp__task_t *steal_work(csp__worker_t *w)
                 continue;
             if (last && atomic_load_explicit(&v->timers.next_when, memory_order_relaxed) != INT64_MAX)
                 csp__timers_run(&v->timers, csp_now());
-            csp__task_t *t = runq_steal(w, v, last);
+            csp__task_t *t = cq_steal(v);
+            if (!t)
+                t = runq_steal(w, v, last);
             if (t) {
                 atomic_store_explicit(&w->steals,
                                       atomic_load_explicit(&w->steals, memory_order_relaxed) + 1,
@@ -637,6 +716,9 @@ static bool any_work_visible(csp__worker_t *self)
             return true;
     return false;
 }
+
+/* How long a spinning worker keeps looking for work before it sleeps. */
+#define CSP__SPIN_NS (50 * CSP_MICROSECOND)
 
 static csp__task_t *find_runnable(csp__worker_t *w)
 {
@@ -670,8 +752,27 @@ static csp__task_t *find_runnable(csp__worker_t *w)
             w->spinning = 1;
             atomic_fetch_add(&csp__rt.nspinning, 1);
         }
-        if (w->spinning && (t = steal_work(w)))
-            goto found;
+        if (w->spinning) {
+            /* Spin for a short while before sleeping: a futex sleep + wake
+             * costs microseconds (more in a VM), and work often arrives right
+             * after (producer/consumer, spawn loops). While we spin,
+             * nspinning > 0 stops csp__wakep from waking anyone else. */
+            csp_time_t spin_until = 0;
+            for (int round = 0;; round++) {
+                if ((t = steal_work(w)) || (t = gq_get(w, 0)) || (t = pin_pop(w)))
+                    goto found;
+                if (atomic_load_explicit(&csp__rt.interrupt, memory_order_relaxed))
+                    break;
+                csp_time_t now = csp_now();
+                if (round == 0)
+                    spin_until = now + CSP__SPIN_NS;
+                else if (now >= spin_until)
+                    break;
+                check_timers(w);
+                for (int k = 0; k < 32; k++)
+                    csp__cpu_relax();
+            }
+        }
 
         /* going to sleep. Read the futex word before the re-check. */
         uint32_t seq = atomic_load_explicit(&w->park_seq, memory_order_acquire);
@@ -874,10 +975,11 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
     csp__task_t *cur = w ? w->cur : NULL;
     if (csp__rt.spawn_policy == CSP_SPAWN_CHILD_FIRST && cur && !t->pinned && !cur->pinned &&
         !atomic_load_explicit(&csp__rt.interrupt, memory_order_relaxed)) {
-        /* child first: run t now; the parent's continuation goes to runnext,
-         * where it runs next here or is stolen */
+        /* child first: run t now; the parent's continuation goes on the
+         * continuation deque, where it runs when the child is done or is
+         * stolen by an idle worker */
         csp__stack_check(cur);
-        w->post_op = CSP__POST_RUNNEXT;
+        w->post_op = CSP__POST_CONT;
         w->post_task = cur;
         w->cur = t;
         atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
@@ -894,7 +996,9 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
          * queued tasks first. csp_go is a scheduling point only then. */
         uint32_t h = atomic_load_explicit(&w->runq_head, memory_order_relaxed);
         uint32_t tl = atomic_load_explicit(&w->runq_tail, memory_order_relaxed);
-        if (CSP__UNLIKELY(tl - h >= CSP__SPAWN_BACKPRESSURE))
+        int64_t cq = atomic_load_explicit(&w->cq_bottom, memory_order_relaxed) -
+                     atomic_load_explicit(&w->cq_top, memory_order_relaxed);
+        if (CSP__UNLIKELY((int64_t)(tl - h) + cq >= (int64_t)CSP__SPAWN_BACKPRESSURE))
             switch_out(w, cur, CSP__POST_YIELD);
     }
     return 0;

@@ -101,6 +101,7 @@ struct csp__task {
 
 /* ---- workers ---- */
 #define CSP__RUNQ_SIZE 256u
+#define CSP__CQ_SIZE 256       /* continuation deque */
 #define CSP__CACHE_MAX 512u    /* stack slots cached per worker */
 #define CSP__CACHE_BATCH 128u  /* moved to/from the global pool at once */
 
@@ -109,7 +110,7 @@ enum {
     CSP__POST_YIELD,   /* put post_task at the tail of the local run queue */
     CSP__POST_PARK,    /* PARKED, unless NOTIFIED meanwhile */
     CSP__POST_EXIT,    /* free post_task's stack slot */
-    CSP__POST_RUNNEXT  /* put post_task in runnext (child-first spawn) */
+    CSP__POST_CONT     /* push post_task on the continuation deque (child-first spawn) */
 };
 
 struct csp__worker {
@@ -142,6 +143,14 @@ struct csp__worker {
     _Atomic uint32_t runq_tail;  /* store-release by owner only */
     csp__task_t *_Atomic runq[CSP__RUNQ_SIZE];
     csp__task_t *_Atomic runnext CSP__ALIGNED_CL;  /* owner sets; owner/thieves CAS to take */
+
+    /* --- continuations (child-first spawns): a Chase-Lev deque. The owner
+     * pushes and pops at the bottom (LIFO: the newest continuation is the
+     * parent of the child that just finished - depth-first, like Cilk);
+     * thieves take the oldest at the top (the biggest piece of work). --- */
+    _Atomic int64_t  cq_top CSP__ALIGNED_CL;    /* CAS by owner (last item) and thieves */
+    _Atomic int64_t  cq_bottom CSP__ALIGNED_CL; /* owner only writes */
+    csp__task_t *_Atomic cq_buf[CSP__CQ_SIZE];
 
     /* --- pinned tasks readied by others: under pin_lock --- */
     csp__spinlock_t  pin_lock CSP__ALIGNED_CL;
