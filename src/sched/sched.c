@@ -927,7 +927,7 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
         flags = opts->flags;
     }
     if (CSP__UNLIKELY(atomic_load_explicit(&csp__rt.state, memory_order_acquire) != CSP__RT_RUNNING))
-        return CSP_ESHUTDOWN;
+        return csp__shutdown_err();
     csp__worker_t *w = csp__cur_worker();
     csp__task_t *t = csp__task_alloc(w, size);
     if (CSP__UNLIKELY(!t))
@@ -1033,19 +1033,26 @@ CSP_EXTERN void csp_yield(void)
     switch_out(w, w->cur, CSP__POST_YIELD);
 }
 
+int csp__shutdown_err(void)
+{
+    if (csp__cur_task())
+        csp_yield();
+    return CSP_ESHUTDOWN;
+}
+
 CSP_EXTERN int csp_sleep_until(csp_time_t when)
 {
     if (csp__shutting_down() && csp__cur_task())
-        return CSP_ESHUTDOWN;
+        return csp__shutdown_err();
     if (when <= csp_now()) {
         csp_yield();
-        return csp__shutting_down() && csp__cur_task() ? CSP_ESHUTDOWN : 0;
+        return 0;
     }
     csp__waiter_t wt;
     csp__waiter_init(&wt);
     uint32_t st = csp__waiter_wait(&wt, when, "sleep");
     if (st == CSP__W_SHUTDOWN)
-        return CSP_ESHUTDOWN;
+        return csp__shutdown_err();
     return 0;
 }
 

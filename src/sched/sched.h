@@ -224,6 +224,10 @@ static inline bool csp__shutting_down(void)
 {
     return atomic_load_explicit(&csp__rt.state, memory_order_acquire) >= CSP__RT_SHUTDOWN;
 }
+/* Every call that fails with CSP_ESHUTDOWN goes through this: in a task it
+ * first yields, so that a task that ignores the error and loops still reaches
+ * a schedule point, where a stopping worker leaves it. Returns CSP_ESHUTDOWN. */
+int csp__shutdown_err(void);
 /* Wakes one idle worker if work appeared and nobody is spinning. */
 void csp__wakep(void);
 

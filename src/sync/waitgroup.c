@@ -113,7 +113,7 @@ CSP_EXTERN int csp_wg_wait(csp_wg_t *wg)
         if ((s & WG_COUNT) == 0) {
             /* the list was detached by a waker that will find us shut down */
             csp__waiter_await_ack(&w);
-            return CSP_ESHUTDOWN;
+            return csp__shutdown_err();
         }
         if (atomic_compare_exchange_weak_explicit(&g->state, &s, s | WG_LOCK, memory_order_acquire,
                                                   memory_order_acquire))
@@ -129,5 +129,5 @@ CSP_EXTERN int csp_wg_wait(csp_wg_t *wg)
     atomic_fetch_and_explicit(&g->state, ~WG_LOCK, memory_order_release);
     if (!found)
         csp__waiter_await_ack(&w); /* detached earlier (count went 0 and back up) */
-    return CSP_ESHUTDOWN;
+    return csp__shutdown_err();
 }
