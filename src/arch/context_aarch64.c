@@ -32,11 +32,12 @@ _Static_assert(offsetof(struct csp__a64_frame, d8_d15[6]) == CSP_A64_OFF_D14, "d
 _Static_assert(offsetof(struct csp__a64_frame, fpcr) == CSP_A64_OFF_FPCR, "fpcr");
 _Static_assert(sizeof(struct csp__a64_frame) == CSP_A64_FRAME_SIZE, "frame size");
 _Static_assert(CSP_A64_FRAME_SIZE % 16 == 0, "sp must stay 16-byte aligned");
-_Static_assert(CSP_A64_OFF_ENTRY == CSP_A64_OFF_X19 && CSP_A64_OFF_ARG == CSP_A64_OFF_X19 + 8,
+_Static_assert(CSP_A64_OFF_ENTRY == CSP_A64_OFF_X19 &&
+                   CSP_A64_OFF_ARG == CSP_A64_OFF_X19 + 8,
                "trampoline reads entry from x19 and arg from x20");
 
-void csp__ctx_make(csp__ctx_t *ctx, void *stack_lo, size_t size,
-                   csp__ctx_entry_fn entry, void *arg)
+void csp__ctx_make(csp__ctx_t *ctx, void *stack_lo, size_t size, csp__ctx_entry_fn entry,
+                   void *arg)
 {
     uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
     /* After the switch pops the frame, sp == top (16-aligned) when the
@@ -46,6 +47,6 @@ void csp__ctx_make(csp__ctx_t *ctx, void *stack_lo, size_t size,
     f->x19_x28[0] = (uint64_t)(uintptr_t)entry; /* x19 */
     f->x19_x28[1] = (uint64_t)(uintptr_t)arg;   /* x20 */
     f->x30 = (uint64_t)(uintptr_t)csp__ctx_trampoline;
-    f->fpcr = 0;  /* default: round to nearest, no traps, no flush-to-zero */
+    f->fpcr = 0; /* default: round to nearest, no traps, no flush-to-zero */
     ctx->sp = f;
 }

@@ -82,10 +82,30 @@ csp__ctx_switch:
     ldp     d10, d11, [sp, #CSP_A64_OFF_D10]
     ldp     d12, d13, [sp, #CSP_A64_OFF_D12]
     ldp     d14, d15, [sp, #CSP_A64_OFF_D14]
-    add     sp, sp, #CSP_A64_FRAME_SIZE
-    .cfi_def_cfa_offset 0
     mov     x0, x2                  /* the resumed side's return value */
     mov     x1, x2                  /* and entry's second argument on a first switch */
+    add     sp, sp, #CSP_A64_FRAME_SIZE
+    .cfi_def_cfa_offset 0
+    .cfi_restore x19
+    .cfi_restore x20
+    .cfi_restore x21
+    .cfi_restore x22
+    .cfi_restore x23
+    .cfi_restore x24
+    .cfi_restore x25
+    .cfi_restore x26
+    .cfi_restore x27
+    .cfi_restore x28
+    .cfi_restore x29
+    .cfi_restore x30
+    .cfi_restore d8
+    .cfi_restore d9
+    .cfi_restore d10
+    .cfi_restore d11
+    .cfi_restore d12
+    .cfi_restore d13
+    .cfi_restore d14
+    .cfi_restore d15
     ret
     .cfi_endproc
     .size   csp__ctx_switch, .-csp__ctx_switch

@@ -25,9 +25,9 @@
 #include <stdlib.h>
 
 #if defined(__clang__)
-#define CSP__UC_NOIPA __attribute__((noinline, optnone))
+#  define CSP__UC_NOIPA __attribute__((noinline, optnone))
 #else
-#define CSP__UC_NOIPA __attribute__((noinline, noipa))
+#  define CSP__UC_NOIPA __attribute__((noinline, noipa))
 #endif
 
 static __thread void *csp__uc_pass;
@@ -52,8 +52,8 @@ static void csp__uc_trampoline(unsigned int entry_hi, unsigned int entry_lo,
     abort(); /* entry must not return */
 }
 
-void csp__ctx_make(csp__ctx_t *ctx, void *stack_lo, size_t size,
-                   csp__ctx_entry_fn entry, void *arg)
+void csp__ctx_make(csp__ctx_t *ctx, void *stack_lo, size_t size, csp__ctx_entry_fn entry,
+                   void *arg)
 {
     uint64_t e = (uint64_t)(uintptr_t)entry;
     uint64_t a = (uint64_t)(uintptr_t)arg;
@@ -65,9 +65,9 @@ void csp__ctx_make(csp__ctx_t *ctx, void *stack_lo, size_t size,
     ctx->uc.uc_stack.ss_size = size;
     ctx->uc.uc_stack.ss_flags = 0;
     /* makecontext aligns the stack top as the ABI wants. */
-    makecontext(&ctx->uc, (void (*)(void))csp__uc_trampoline, 4,
-                (unsigned int)(e >> 32), (unsigned int)(e & 0xffffffffu),
-                (unsigned int)(a >> 32), (unsigned int)(a & 0xffffffffu));
+    makecontext(&ctx->uc, (void (*)(void))csp__uc_trampoline, 4, (unsigned int)(e >> 32),
+                (unsigned int)(e & 0xffffffffu), (unsigned int)(a >> 32),
+                (unsigned int)(a & 0xffffffffu));
 }
 
 void *csp__ctx_switch(csp__ctx_t *from, csp__ctx_t *to, void *pass)

@@ -583,6 +583,7 @@ static void switch_out(csp__worker_t *w, csp__task_t *t, int op)
 }
 
 static void task_exit(csp__task_t *t) __attribute__((noreturn));
+static void csp__ready_task(csp__task_t *t);
 
 static void task_entry(void *arg, void *pass)
 {
@@ -602,8 +603,8 @@ static void task_exit(csp__task_t *t)
     atomic_store_explicit(&t->status, CSP__TS_DEAD, memory_order_relaxed);
     atomic_store_explicit(&w->live_delta, atomic_load_explicit(&w->live_delta, memory_order_relaxed) - 1,
                           memory_order_relaxed);
-    if (CSP__UNLIKELY(t == csp__rt.main_task)) {
-        csp__rt.main_task = NULL;
+    if (CSP__UNLIKELY(t == atomic_load_explicit(&csp__rt.main_task, memory_order_relaxed))) {
+        atomic_store_explicit(&csp__rt.main_task, NULL, memory_order_relaxed);
         atomic_store(&csp__rt.main_done, 1);
         atomic_store(&csp__rt.state, CSP__RT_STOPPING);
         atomic_store(&csp__rt.interrupt, 1);
@@ -624,7 +625,40 @@ void csp__park(void)
     atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
 }
 
+/* A plain thread is about to touch run queues or allocate: holds off the
+ * teardown (which sets STOPPING, then waits for ext_refs == 0). False when
+ * the runtime is not in one of the states [lo, hi]. */
+static bool ext_enter(int lo, int hi)
+{
+    atomic_fetch_add(&csp__rt.ext_refs, 1); /* seq_cst: pairs with rt_stop_and_join */
+    int st = atomic_load(&csp__rt.state);
+    if (st < lo || st > hi) {
+        atomic_fetch_sub(&csp__rt.ext_refs, 1);
+        return false;
+    }
+    return true;
+}
+
+static void ext_exit(void)
+{
+    atomic_fetch_sub_explicit(&csp__rt.ext_refs, 1, memory_order_release);
+}
+
 void csp__ready(csp__task_t *t)
+{
+    if (CSP__UNLIKELY(!csp__cur_worker())) {
+        /* plain thread: the runtime may be tearing down; a task of a runtime
+         * that is stopping never runs again, so its wake-up is dropped */
+        if (!ext_enter(CSP__RT_RUNNING, CSP__RT_SHUTDOWN))
+            return;
+        csp__ready_task(t);
+        ext_exit();
+        return;
+    }
+    csp__ready_task(t);
+}
+
+static void csp__ready_task(csp__task_t *t)
 {
     uint32_t s = atomic_load_explicit(&t->pstate, memory_order_relaxed);
     for (;;) {
@@ -910,6 +944,9 @@ static size_t round_stack(size_t s)
  * worker), and thieves still find half of it to steal. */
 #define CSP__SPAWN_BACKPRESSURE 32u
 
+static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size, unsigned flags,
+                        const csp_task_opts_t *opts, csp__task_t **out, csp__worker_t *w);
+
 static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts_t *opts,
                  csp__task_t **out)
 {
@@ -917,7 +954,7 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
         return CSP_EINVAL;
     if (CSP__UNLIKELY(copy > CSP_GO_COPY_MAX || (copy && !arg)))
         return CSP_EINVAL;
-    size_t size = csp__rt.default_stack;
+    size_t size = 0; /* 0: the runtime's default, read once inside */
     unsigned flags = 0;
     if (opts) {
         if (opts->stack_size > CSP_MAX_STACK_SIZE || (opts->flags & ~(unsigned)CSP_TASK_PINNED))
@@ -926,9 +963,27 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
             size = round_stack(opts->stack_size);
         flags = opts->flags;
     }
+    csp__worker_t *w = csp__cur_worker();
+    if (CSP__UNLIKELY(!w)) {
+        /* plain thread: hold off the teardown while we allocate and queue */
+        if (!ext_enter(CSP__RT_RUNNING, CSP__RT_RUNNING))
+            return CSP_ESHUTDOWN;
+        int r = spawn_locked(fn, arg, copy, size, flags, opts, out, NULL);
+        ext_exit();
+        return r;
+    }
     if (CSP__UNLIKELY(atomic_load_explicit(&csp__rt.state, memory_order_acquire) != CSP__RT_RUNNING))
         return csp__shutdown_err();
-    csp__worker_t *w = csp__cur_worker();
+    return spawn_locked(fn, arg, copy, size, flags, opts, out, w);
+}
+
+/* The body of spawn: the runtime is known to be running (a worker, or a plain
+ * thread inside ext_enter). */
+static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size, unsigned flags,
+                        const csp_task_opts_t *opts, csp__task_t **out, csp__worker_t *w)
+{
+    if (!size)
+        size = csp__rt.default_stack;
     csp__task_t *t = csp__task_alloc(w, size);
     if (CSP__UNLIKELY(!t))
         return CSP_ENOMEM;
@@ -1206,7 +1261,8 @@ static int rt_setup(const csp_config_t *cfg)
     atomic_store(&csp__rt.live_shared, 0);
     atomic_store(&csp__rt.spawned_shared, 0);
     atomic_store(&csp__rt.main_done, 0);
-    csp__rt.main_task = NULL;
+    atomic_store(&csp__rt.ext_refs, 0);
+    atomic_store(&csp__rt.main_task, NULL);
     csp__rt.workers = calloc((size_t)n, sizeof *csp__rt.workers);
     if (!csp__rt.workers) {
         atomic_store(&csp__rt.state, CSP__RT_STOPPED);
@@ -1251,8 +1307,10 @@ static int rt_start_threads(int first)
 
 static void rt_stop_and_join(void)
 {
-    atomic_store(&csp__rt.state, CSP__RT_STOPPING);
+    atomic_store(&csp__rt.state, CSP__RT_STOPPING); /* seq_cst: pairs with ext_enter */
     atomic_store(&csp__rt.interrupt, 1);
+    while (atomic_load(&csp__rt.ext_refs) != 0)
+        sched_yield();
     wake_all_workers();
     for (int i = 0; i < csp__rt.nworkers; i++) {
         csp__worker_t *w = csp__rt.workers[i];
@@ -1266,6 +1324,11 @@ static void rt_stop_and_join(void)
 static void count_live(csp__task_t *t, void *arg)
 {
     (*(uint64_t *)arg)++;
+    /* a task freed while waiting: take its waiter off the object it is
+     * queued on (the object may outlive the runtime) */
+    csp__waiter_t *wt = t->waiter;
+    if (wt && wt->unlink)
+        wt->unlink(wt);
 #if defined(CSP_TSAN)
     if (t->tsan_fiber)
         __tsan_destroy_fiber(t->tsan_fiber);
@@ -1307,7 +1370,7 @@ CSP_EXTERN int csp_run(void (*main_fn)(void *), void *arg, const csp_config_t *c
     csp__task_t *mt;
     r = spawn(main_fn, arg, 0, &(csp_task_opts_t){ .name = "main" }, &mt);
     if (r == 0) {
-        csp__rt.main_task = mt;
+        atomic_store(&csp__rt.main_task, mt);
         runq_put(w0, mt, false);
         r = rt_start_threads(1);
     }

@@ -203,7 +203,11 @@ typedef struct csp__runtime {
     _Atomic int64_t   live_shared;  /* live-task delta from plain threads */
     _Atomic uint64_t  spawned_shared;
 
-    csp__task_t      *main_task;    /* csp_run's */
+    /* plain threads inside the runtime's structures (spawn, ready); the
+     * teardown waits for 0 after setting STOPPING (seq_cst both sides) */
+    _Atomic int       ext_refs;
+
+    csp__task_t *_Atomic main_task; /* csp_run's; read by every exiting task */
     _Atomic int       main_done;
 } csp__runtime_t;
 

@@ -348,9 +348,11 @@ void csp__stacks_stats(uint64_t *mapped, uint64_t *guards)
     *guards = atomic_load_explicit(&nguards, memory_order_relaxed);
 }
 
-/* ---- SIGSEGV: name the task whose guard page was hit ---- */
+/* ---- SIGSEGV: name the task whose guard page was hit ----
+ * Not installed in sanitizer builds: ASan and TSan own SIGSEGV there (ASan
+ * reports stack overflows itself); the canary still works. */
+#if !defined(CSP_ASAN) && !defined(CSP_TSAN)
 static struct sigaction old_segv;
-static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 
 static void segv_handler(int sig, siginfo_t *si, void *uc)
 {
@@ -382,15 +384,18 @@ static void segv_handler(int sig, siginfo_t *si, void *uc)
 
 static void install_handler(void)
 {
-#if !defined(CSP_ASAN) && !defined(CSP_TSAN)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = segv_handler;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &old_segv);
-#endif
 }
+#else
+static void install_handler(void) {}
+#endif
+
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 
 void csp__stack_install_handler(void)
 {

@@ -16,6 +16,8 @@ void csp__waiter_init(csp__waiter_t *w)
     atomic_store_explicit(&w->state, CSP__W_WAITING, memory_order_relaxed);
     w->result = 0;
     w->data = NULL;
+    w->unlink = NULL;
+    w->obj = NULL;
     atomic_store_explicit(&w->ack, 0, memory_order_relaxed);
     w->next = w->prev = NULL;
     memset(&w->timer, 0, sizeof w->timer);
@@ -24,6 +26,9 @@ void csp__waiter_init(csp__waiter_t *w)
 
 bool csp__waiter_wake(csp__waiter_t *w, uint32_t st)
 {
+    /* read before the CAS: once it succeeds a thread waiter may return and
+     * its frame be reused at once */
+    csp__task_t *t = w->task;
     uint32_t exp = CSP__W_WAITING;
     /* acq_rel: release publishes what the waker wrote into the waiter's data
      * (pairs with the acquire load in csp__waiter_wait); acquire orders our
@@ -31,7 +36,6 @@ bool csp__waiter_wake(csp__waiter_t *w, uint32_t st)
     if (!atomic_compare_exchange_strong_explicit(&w->state, &exp, st, memory_order_acq_rel,
                                                  memory_order_relaxed))
         return false;
-    csp__task_t *t = w->task;
     if (t)
         csp__ready(t);
     else

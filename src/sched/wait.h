@@ -46,6 +46,13 @@ struct csp__waiter {
     int               result;  /* free for the waker (e.g. CSP_ECLOSED) */
     void             *data;    /* free for the operation (e.g. element buffer) */
     _Atomic uint32_t  ack;     /* 1: a dequeuing waker is done with this waiter */
+    /* Removes the waiter from the object it is queued on, if it still is.
+     * Called by the runtime's teardown (world stopped) for tasks that are
+     * freed while waiting, so that objects outliving the runtime (a global
+     * WaitGroup, a channel) hold no pointer into freed stacks. Every
+     * primitive that queues waiters sets it (with obj). */
+    void            (*unlink)(csp__waiter_t *w);
+    void             *obj;
     csp__waiter_t    *next, *prev;   /* the object's wait queue, under its lock */
     csp__timer_t      timer;   /* deadline (tasks) */
     csp__waiter_t    *tnext, *tprev; /* thread registry (shutdown), under its lock */

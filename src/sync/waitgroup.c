@@ -41,6 +41,36 @@ static inline void wg_wait_unlocked(wg_impl_t *g, uint64_t *s)
     }
 }
 
+/* Locks g (the lock bit) and returns with it held. */
+static void wg_lock(wg_impl_t *g)
+{
+    uint64_t s = atomic_load_explicit(&g->state, memory_order_acquire);
+    for (;;) {
+        wg_wait_unlocked(g, &s);
+        if (atomic_compare_exchange_weak_explicit(&g->state, &s, s | WG_LOCK, memory_order_acquire,
+                                                  memory_order_acquire))
+            return;
+    }
+}
+
+static void wg_unlock(wg_impl_t *g)
+{
+    atomic_fetch_and_explicit(&g->state, ~WG_LOCK, memory_order_release);
+}
+
+/* Teardown hook (wait.h): removes a freed task's waiter from the list. */
+static void wg_unlink(csp__waiter_t *w)
+{
+    wg_impl_t *g = w->obj;
+    wg_lock(g);
+    for (csp__waiter_t **pp = &g->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    wg_unlock(g);
+}
+
 CSP_EXTERN int csp_wg_add(csp_wg_t *wg, int delta)
 {
     if (!wg)
@@ -99,6 +129,8 @@ CSP_EXTERN int csp_wg_wait(csp_wg_t *wg)
     /* locked, counter > 0: queue ourselves */
     csp__waiter_t w;
     csp__waiter_init(&w);
+    w.unlink = wg_unlink;
+    w.obj = g;
     w.next = g->waiters;
     g->waiters = &w;
     /* release the lock keeping the counter (it can't change while locked) */
@@ -107,18 +139,7 @@ CSP_EXTERN int csp_wg_wait(csp_wg_t *wg)
     if (st == CSP__W_WOKEN)
         return 0;
     /* shutdown: unlink ourselves if the list still has us */
-    s = atomic_load_explicit(&g->state, memory_order_acquire);
-    for (;;) {
-        wg_wait_unlocked(g, &s);
-        if ((s & WG_COUNT) == 0) {
-            /* the list was detached by a waker that will find us shut down */
-            csp__waiter_await_ack(&w);
-            return csp__shutdown_err();
-        }
-        if (atomic_compare_exchange_weak_explicit(&g->state, &s, s | WG_LOCK, memory_order_acquire,
-                                                  memory_order_acquire))
-            break;
-    }
+    wg_lock(g);
     bool found = false;
     for (csp__waiter_t **pp = &g->waiters; *pp; pp = &(*pp)->next)
         if (*pp == &w) {
@@ -126,8 +147,8 @@ CSP_EXTERN int csp_wg_wait(csp_wg_t *wg)
             found = true;
             break;
         }
-    atomic_fetch_and_explicit(&g->state, ~WG_LOCK, memory_order_release);
+    wg_unlock(g);
     if (!found)
-        csp__waiter_await_ack(&w); /* detached earlier (count went 0 and back up) */
+        csp__waiter_await_ack(&w); /* a waker detached the list and will ack us */
     return csp__shutdown_err();
 }

@@ -1,0 +1,3 @@
+module libcsp/bench
+
+go 1.19
