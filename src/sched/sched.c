@@ -532,10 +532,6 @@ static inline void sched_post(csp__worker_t *w)
         break;
     }
     case CSP__POST_EXIT:
-#if defined(CSP_TSAN)
-        __tsan_destroy_fiber(p->tsan_fiber);
-        p->tsan_fiber = NULL;
-#endif
 #if defined(CSP_ASAN)
         __asan_unpoison_memory_region(p->lo, (size_t)((char *)p - p->lo));
 #endif
@@ -582,7 +578,11 @@ static void switch_out(csp__worker_t *w, csp__task_t *t, int op)
     sched_post(csp__cur_worker());
 }
 
+#if defined(CSP_TSAN)
+static void task_exit(csp__task_t *t); /* returns when the slot is reused */
+#else
 static void task_exit(csp__task_t *t) __attribute__((noreturn));
+#endif
 static void csp__ready_task(csp__task_t *t);
 
 static void task_entry(void *arg, void *pass)
@@ -593,8 +593,20 @@ static void task_entry(void *arg, void *pass)
 #endif
     csp__task_t *t = arg;
     sched_post(csp__cur_worker());
+#if defined(CSP_TSAN)
+    /* TSan builds: a stack slot keeps its context and its TSan fiber, and a
+     * later spawn into the slot resumes the exited task's context, which
+     * loops here. A fiber made per task costs TSan ~0.7 ms, and a fiber
+     * reused with a fresh context would keep the abandoned frames on its
+     * shadow stack until it overflows. */
+    for (;;) {
+        t->fn(t->arg);
+        task_exit(t);
+    }
+#else
     t->fn(t->arg);
     task_exit(t);
+#endif
 }
 
 static void task_exit(csp__task_t *t)
@@ -611,7 +623,9 @@ static void task_exit(csp__task_t *t)
         wake_all_workers();
     }
     switch_out(w, t, CSP__POST_EXIT);
+#if !defined(CSP_TSAN)
     __builtin_unreachable();
+#endif
 }
 
 void csp__park(void)
@@ -996,13 +1010,27 @@ static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size,
     t->waiter = NULL;
     t->wait_reason = NULL;
     t->wait_since = 0;
-    t->live = 1;
     t->name[0] = 0;
     if (opts && opts->name) {
         strncpy(t->name, opts->name, sizeof t->name - 1);
         t->name[sizeof t->name - 1] = 0;
     }
     char *top = (char *)t;
+#if defined(CSP_TSAN)
+    /* the slot's context is made once and then reused (see task_entry), so
+     * the argument area below the task struct has its full size always */
+    top -= CSP_GO_COPY_MAX;
+    if (copy) {
+        memcpy(top, arg, copy);
+        arg = top;
+    }
+    t->arg = arg;
+    if (!t->tsan_fiber) {
+        t->tsan_fiber = __tsan_create_fiber(0);
+        char *lo = t->lo + (t->has_guard ? csp__page_size : 0);
+        csp__ctx_make(&t->ctx, lo, (size_t)(top - lo), task_entry, t);
+    }
+#else
     if (copy) {
         top -= (copy + 15) & ~(size_t)15;
         memcpy(top, arg, copy);
@@ -1011,9 +1039,9 @@ static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size,
     t->arg = arg;
     char *lo = t->lo + (t->has_guard ? csp__page_size : 0);
     csp__ctx_make(&t->ctx, lo, (size_t)(top - lo), task_entry, t);
-#if defined(CSP_TSAN)
-    t->tsan_fiber = __tsan_create_fiber(0);
 #endif
+    /* release: the task is initialised for slot walkers (shutdown sweep) */
+    atomic_store_explicit(&t->live, 1, memory_order_release);
     if (w) {
         atomic_store_explicit(&w->live_delta, atomic_load_explicit(&w->live_delta, memory_order_relaxed) + 1,
                               memory_order_relaxed);
@@ -1329,13 +1357,6 @@ static void count_live(csp__task_t *t, void *arg)
     csp__waiter_t *wt = t->waiter;
     if (wt && wt->unlink)
         wt->unlink(wt);
-#if defined(CSP_TSAN)
-    if (t->tsan_fiber)
-        __tsan_destroy_fiber(t->tsan_fiber);
-    t->tsan_fiber = NULL;
-#else
-    (void)t;
-#endif
 }
 
 static void rt_teardown(void)

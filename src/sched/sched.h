@@ -94,7 +94,9 @@ struct csp__task {
     size_t           size;
     struct csp__stack_pool *pool;
     uint32_t         has_guard;
-    uint32_t         live;       /* 1 from spawn to exit; scanned by the shutdown sweep */
+    /* 1 from spawn to exit: store-release once the task is initialised,
+     * load-acquire by slot walkers (shutdown sweep, teardown, dumps) */
+    _Atomic uint32_t live;
     void            *tsan_fiber; /* CSP_TSAN */
     char             name[32];
 };

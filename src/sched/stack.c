@@ -44,6 +44,9 @@
 #if defined(CSP_HAVE_VALGRIND_H)
 #include <valgrind/valgrind.h>
 #endif
+#if defined(CSP_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #define CSP__CANARY 0x6373702d63616e61ULL /* "csp-cana" */
 #define CSP__CHUNK_MIN ((size_t)32 << 20)
@@ -113,23 +116,6 @@ int csp__stacks_init(void)
     return 0;
 }
 
-void csp__stacks_destroy(void)
-{
-    csp__chunk_t *c = atomic_exchange_explicit(&chunks, NULL, memory_order_acquire);
-    while (c) {
-        csp__chunk_t *n = atomic_load_explicit(&c->next, memory_order_relaxed);
-        munmap(c->map, page_size + (size_t)c->nslots * c->slot_size);
-        free(c);
-        c = n;
-    }
-    for (int c2 = 0; c2 < CSP__NCLASS; c2++) {
-        pthread_mutex_destroy(&pools[c2].lock);
-        free(pools[c2].free);
-        pools[c2].free = NULL;
-        pools[c2].nfree = pools[c2].cap = 0;
-        pools[c2].cur = NULL;
-    }
-}
 
 /* Cache colouring: slots are a power of two apart, so without it every task
  * struct would sit at the same offset in its page and fight for the same few
@@ -145,6 +131,33 @@ static inline size_t slot_color(char *lo, size_t size)
 static inline csp__task_t *slot_task(char *lo, size_t size)
 {
     return (csp__task_t *)(lo + size - task_reserve() - slot_color(lo, size));
+}
+
+void csp__stacks_destroy(void)
+{
+    csp__chunk_t *c = atomic_exchange_explicit(&chunks, NULL, memory_order_acquire);
+    while (c) {
+        csp__chunk_t *n = atomic_load_explicit(&c->next, memory_order_relaxed);
+#if defined(CSP_TSAN)
+        /* the slots' fibers (sched.c makes one per slot and keeps it) */
+        uint32_t used = atomic_load_explicit(&c->nused, memory_order_relaxed);
+        for (uint32_t i = 0; i < used; i++) {
+            csp__task_t *t = slot_task(c->base + (size_t)i * c->slot_size, c->slot_size);
+            if (t->tsan_fiber)
+                __tsan_destroy_fiber(t->tsan_fiber);
+        }
+#endif
+        munmap(c->map, page_size + (size_t)c->nslots * c->slot_size);
+        free(c);
+        c = n;
+    }
+    for (int c2 = 0; c2 < CSP__NCLASS; c2++) {
+        pthread_mutex_destroy(&pools[c2].lock);
+        free(pools[c2].free);
+        pools[c2].free = NULL;
+        pools[c2].nfree = pools[c2].cap = 0;
+        pools[c2].cur = NULL;
+    }
 }
 
 /* The canary that guards t's stack: the 16 bytes just below t->lo. */
@@ -176,7 +189,7 @@ static csp__task_t *slot_init(csp__stack_pool_t *p, csp__chunk_t *c, uint32_t i)
     t->size = c->slot_size;
     t->pool = p;
     t->has_guard = guard;
-    t->live = 0;
+    atomic_store_explicit(&t->live, 0, memory_order_relaxed);
 #if defined(CSP_HAVE_VALGRIND_H)
     VALGRIND_STACK_REGISTER(lo, lo + c->slot_size);
 #endif
@@ -278,7 +291,7 @@ csp__task_t *csp__task_alloc(csp__worker_t *w, size_t size)
 void csp__task_free(csp__worker_t *w, csp__task_t *t)
 {
     csp__stack_pool_t *p = t->pool;
-    t->live = 0;
+    atomic_store_explicit(&t->live, 0, memory_order_relaxed);
     if (CSP__LIKELY(w && p->slot_size == csp__rt.default_stack)) {
         struct csp__stack_cache *sc = &w->scache;
         if (CSP__UNLIKELY(sc->n == CSP__CACHE_MAX)) {
@@ -336,7 +349,8 @@ void csp__stacks_foreach(void (*fn)(csp__task_t *t, void *arg), void *arg)
         uint32_t used = atomic_load_explicit(&c->nused, memory_order_acquire);
         for (uint32_t i = 0; i < used; i++) {
             csp__task_t *t = slot_task(c->base + (size_t)i * c->slot_size, c->slot_size);
-            if (t->live)
+            /* acquire: pairs with spawn's release; the task's fields are set */
+            if (atomic_load_explicit(&t->live, memory_order_acquire))
                 fn(t, arg);
         }
     }

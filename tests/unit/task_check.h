@@ -17,6 +17,8 @@
 
 #include <csp.h>
 
+#include "test_util.h"
+
 static atomic_int tc_failures;
 static atomic_int tc_msg_claimed;
 static char tc_msg[512];
@@ -70,6 +72,25 @@ tc_fail(const char *file, int line, const char *fmt, ...)
             fail();                                                            \
         }                                                                      \
     } while (0)
+
+/* TSan: every task gets a TSan fiber, which costs ~0.5-1 ms to create and
+ * destroy, and TSan allows at most 8128 live threads + fibers ("Thread limit
+ * exceeded. Dying."). */
+#if defined(__SANITIZE_THREAD__)
+#  define TC_TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define TC_TSAN 1
+#  endif
+#endif
+
+/* Counts of spawned tasks: CSP_TEST_SCALE(n) (n / 20 in sanitizer builds),
+ * and a further tenth under TSan. At least 1. */
+#if defined(TC_TSAN)
+#  define TC_SCALE(n) (CSP_TEST_SCALE(n) / 10 > 0 ? CSP_TEST_SCALE(n) / 10 : 1)
+#else
+#  define TC_SCALE(n) CSP_TEST_SCALE(n)
+#endif
 
 /* Runs main_fn under csp_run with the given workers and spawn policy and
  * asserts that it returned 0 and that no TCHECK failed. */

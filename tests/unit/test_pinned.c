@@ -29,7 +29,7 @@
 
 static atomic_int busy_stop;
 static csp_wg_t busy_wg;
-static volatile unsigned busy_sink;
+static atomic_uint busy_sink;
 
 static void busy(void *arg)
 {
@@ -40,7 +40,7 @@ static void busy(void *arg)
             x = x * 1103515245u + 12345u;
         csp_yield();
     }
-    busy_sink = x;
+    atomic_store_explicit(&busy_sink, x, memory_order_relaxed);
     csp_wg_done(&busy_wg);
 }
 

@@ -99,7 +99,7 @@ static void test_sleep_accuracy(void **state)
 /* ------------------------------------------------------------------------ */
 /* 10,000 concurrent sleepers, 1-20 ms each                                  */
 
-enum { MANY = 10000 };
+#define MANY TC_SCALE(10000)
 static csp_wg_t many_wg;
 static atomic_int many_early, many_bad_rc, many_done;
 

@@ -203,14 +203,17 @@ typedef struct {
     unsigned char bytes[CSP_GO_COPY_MAX];
 } max_arg_t;
 
-static const void *copy_src_addr;
+typedef struct {
+    int v[2];
+    const void *src; /* where the spawner's original lives */
+} small_arg_t;
 
 static void copy_small(void *arg)
 {
-    const int *v = arg;
-    TCHECK(arg != copy_src_addr);
-    TCHECK_EQ(v[0], 1111);
-    TCHECK_EQ(v[1], 2222);
+    const small_arg_t *a = arg;
+    TCHECK(arg != a->src);
+    TCHECK_EQ(a->v[0], 1111);
+    TCHECK_EQ(a->v[1], 2222);
     TCHECK((uintptr_t)arg % alignof(max_align_t) == 0);
     atomic_fetch_add(&ran, 1);
     csp_wg_done(&wg);
@@ -255,10 +258,10 @@ static void copy_main(void *arg)
     memset(&wg, 0, sizeof wg);
     csp_wg_add(&wg, REPS * 4);
     for (int r = 0; r < REPS; r++) {
-        int v[2] = { 1111, 2222 };
-        copy_src_addr = v;
-        TCHECK_EQ(csp_go_copy(copy_small, v, sizeof v, NULL), 0);
-        v[0] = v[1] = -1; /* mutate the source: the task sees the old value */
+        small_arg_t v = { { 1111, 2222 }, NULL };
+        v.src = &v;
+        TCHECK_EQ(csp_go_copy(copy_small, &v, sizeof v, NULL), 0);
+        v.v[0] = v.v[1] = -1; /* mutate the source: the task sees the old value */
 
         static max_arg_t m;
         for (size_t i = 0; i < CSP_GO_COPY_MAX; i++)

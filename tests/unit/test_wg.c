@@ -161,7 +161,7 @@ static void test_wg_many_waiters(void **state)
 /* ------------------------------------------------------------------------ */
 /* one wg reused across rounds                                               */
 
-enum { RU_ROUNDS = 300 };
+#define RU_ROUNDS TC_SCALE(300)
 static csp_wg_t ru_wg;
 static atomic_int ru_count;
 
@@ -235,7 +235,7 @@ static void *fr_thread_doner(void *arg)
 static void fr_waiter(void *arg)
 {
     csp_wg_t *all = arg;
-    int rounds = CSP_TEST_SCALE(2000);
+    int rounds = TC_SCALE(2000);
     for (int r = 0; r < rounds; r++) {
         csp_wg_t *wg = malloc(sizeof *wg);
         TCHECK(wg != NULL);
@@ -264,7 +264,7 @@ static void fr_main(void *arg)
     for (int i = 0; i < NW; i++)
         TCHECK_EQ(csp_go(fr_waiter, &all), 0);
     /* and plain-thread doners waking a task that frees the wg */
-    for (int r = 0; r < CSP_TEST_SCALE(200); r++) {
+    for (int r = 0; r < TC_SCALE(200); r++) {
         csp_wg_t *wg = malloc(sizeof *wg);
         memset(wg, 0, sizeof *wg);
         csp_wg_add(wg, 1);
@@ -292,7 +292,7 @@ static void test_wg_free_after_wait_plain_thread(void **state)
     csp_config_t cfg = { .workers = 2 };
     TC_RESET();
     assert_int_equal(csp_init(&cfg), 0);
-    for (int r = 0; r < CSP_TEST_SCALE(3000); r++) {
+    for (int r = 0; r < TC_SCALE(3000); r++) {
         csp_wg_t *wg = malloc(sizeof *wg);
         assert_non_null(wg);
         memset(wg, 0, sizeof *wg);
