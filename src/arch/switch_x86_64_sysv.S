@@ -2,7 +2,7 @@
  *
  * Saved frame, pushed on the stack being left (low address first), sp kept
  * in csp__ctx_t.sp:
- *   0  x87 control word (2 bytes) | MXCSR (4 bytes at +4)
+ *   0  x87 control word (2 bytes, bytes 2..3 zero) | MXCSR (4 bytes at +4)
  *   8  r15
  *  16  r14
  *  24  r13
@@ -37,14 +37,18 @@ csp__ctx_switch:
     pushq   %r15
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset r15, 0
-    subq    $8, %rsp
+    pushq   $0                  /* control-word slot, padding bytes 2..3 zeroed */
     .cfi_adjust_cfa_offset 8
     fnstcw  (%rsp)
     stmxcsr 4(%rsp)
+    movq    (%rsp), %rax        /* our control words */
     movq    %rsp, (%rdi)        /* from->sp */
     movq    (%rsi), %rsp        /* to->sp: same frame layout, so the CFI holds */
+    cmpq    (%rsp), %rax        /* loading them is slow (fldcw, ldmxcsr): */
+    je      1f                  /* skip it when the target's are the same */
     fldcw   (%rsp)
     ldmxcsr 4(%rsp)
+1:
     addq    $8, %rsp
     .cfi_adjust_cfa_offset -8
     popq    %r15

@@ -52,10 +52,13 @@
 #endif
 
 csp__runtime_t csp__rt;
-static __thread csp__worker_t *tls_worker;
+__thread csp__worker_t *csp__tls_worker __attribute__((tls_model("initial-exec")));
+#define tls_worker csp__tls_worker
 static pthread_mutex_t rt_lifecycle = PTHREAD_MUTEX_INITIALIZER;
 
-CSP__NOIPA csp__worker_t *csp__cur_worker(void)
+/* The portable accessor: noipa, so the compiler can't assume two calls
+ * return the same thread's value. */
+CSP__NOIPA csp__worker_t *csp__cur_worker_slow(void)
 {
     return tls_worker;
 }

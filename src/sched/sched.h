@@ -93,7 +93,8 @@ struct csp__task {
     char            *lo;
     size_t           size;
     struct csp__stack_pool *pool;
-    uint32_t         has_guard;
+    uint16_t         has_guard;
+    uint16_t         first_in_chunk; /* its canary is the chunk's zero leading page */
     /* 1 from spawn to exit: store-release once the task is initialised,
      * load-acquire by slot walkers (shutdown sweep, teardown, dumps) */
     _Atomic uint32_t live;
@@ -216,8 +217,46 @@ typedef struct csp__runtime {
 extern csp__runtime_t csp__rt;
 
 /* The worker running the caller, or NULL on a plain thread. Never cache the
- * result across a call that may switch tasks. */
-csp__worker_t *csp__cur_worker(void);
+ * result across a call that may switch tasks.
+ *
+ * Read with a volatile asm (memory clobber) rather than a plain __thread
+ * access: compilers treat the thread pointer as constant within a function
+ * and may reuse it after a switch moved the task to another thread. The asm
+ * is re-executed at every use. Initial-exec TLS: libcsp is linked at start-up
+ * (static TLS), not dlopen'ed into a process that exhausted its surplus. */
+extern __thread csp__worker_t *csp__tls_worker __attribute__((tls_model("initial-exec")));
+#if defined(__x86_64__)
+static inline csp__worker_t *csp__cur_worker(void)
+{
+    csp__worker_t *w;
+    __asm__ __volatile__("movq csp__tls_worker@gottpoff(%%rip), %0\n\t"
+                         "movq %%fs:(%0), %0"
+                         : "=r"(w)
+                         :
+                         : "memory");
+    return w;
+}
+#elif defined(__aarch64__)
+static inline csp__worker_t *csp__cur_worker(void)
+{
+    csp__worker_t *w;
+    uintptr_t tp, off;
+    __asm__ __volatile__("mrs %1, tpidr_el0\n\t"
+                         "adrp %2, :gottprel:csp__tls_worker\n\t"
+                         "ldr %2, [%2, #:gottprel_lo12:csp__tls_worker]\n\t"
+                         "ldr %0, [%1, %2]"
+                         : "=r"(w), "=&r"(tp), "=&r"(off)
+                         :
+                         : "memory");
+    return w;
+}
+#else
+csp__worker_t *csp__cur_worker_slow(void);
+static inline csp__worker_t *csp__cur_worker(void)
+{
+    return csp__cur_worker_slow();
+}
+#endif
 /* The running task, or NULL on a plain thread. */
 csp__task_t *csp__cur_task(void);
 

@@ -189,6 +189,7 @@ static csp__task_t *slot_init(csp__stack_pool_t *p, csp__chunk_t *c, uint32_t i)
     t->size = c->slot_size;
     t->pool = p;
     t->has_guard = guard;
+    t->first_in_chunk = i == 0;
     atomic_store_explicit(&t->live, 0, memory_order_relaxed);
 #if defined(CSP_HAVE_VALGRIND_H)
     VALGRIND_STACK_REGISTER(lo, lo + c->slot_size);
@@ -224,7 +225,10 @@ static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
             }
             c->map = map;
             c->base = map + page_size;
-            canary_write(c->base); /* guards slot 0 */
+            /* slot 0's canary is the leading page, left untouched: it reads
+             * as zeros (the shared zero page, no memory) until an overflow
+             * writes there. Writing a pattern would commit a page per chunk
+             * (16 bytes per task at the default size). */
             c->slot_size = p->slot_size;
             c->nslots = (uint32_t)per;
             pthread_mutex_lock(&chunks_lock);
@@ -337,7 +341,12 @@ void csp__stack_overflow_report(csp__task_t *t)
 void csp__stack_check_canary(csp__task_t *t)
 {
     uint64_t *can = canary_addr(t);
-    if (CSP__UNLIKELY(can[0] != (CSP__CANARY ^ (uintptr_t)can) || can[1] != CSP__CANARY))
+    bool ok;
+    if (t->first_in_chunk)
+        ok = can[0] == 0 && can[1] == 0; /* the untouched leading page */
+    else
+        ok = can[0] == (CSP__CANARY ^ (uintptr_t)can) && can[1] == CSP__CANARY;
+    if (CSP__UNLIKELY(!ok))
         csp__stack_overflow_report(t);
 }
 
