@@ -10,5 +10,6 @@
 #include "csp/common.h"
 #include "csp/runtime.h"
 #include "csp/sync.h"
+#include "csp/chan.h"
 
 #endif /* CSP_H */

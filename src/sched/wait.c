@@ -43,6 +43,17 @@ bool csp__waiter_wake(csp__waiter_t *w, uint32_t st)
     return true;
 }
 
+void csp__waiter_complete(csp__waiter_t *w)
+{
+    csp__task_t *t = w->task; /* before the store: a thread waiter may return */
+    /* release: publishes what the waker wrote (pairs with the waiter's acquire) */
+    atomic_store_explicit(&w->state, CSP__W_WOKEN, memory_order_release);
+    if (t)
+        csp__ready(t);
+    else
+        csp__futex_wake(&w->state, 1);
+}
+
 static void waiter_timer_fn(csp__timer_t *tm)
 {
     csp__waiter_wake((csp__waiter_t *)tm->arg, CSP__W_TIMEDOUT);
@@ -103,8 +114,10 @@ uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *rea
     if (csp__shutting_down())
         csp__waiter_wake(w, CSP__W_SHUTDOWN);
     uint32_t st;
-    while ((st = atomic_load_explicit(&w->state, memory_order_acquire)) == CSP__W_WAITING) {
-        if (csp__futex_wait(&w->state, CSP__W_WAITING, deadline) == CSP_ETIMEDOUT) {
+    while ((st = atomic_load_explicit(&w->state, memory_order_acquire)) == CSP__W_WAITING ||
+           st == CSP__W_CLAIMED) {
+        csp_time_t dl = st == CSP__W_CLAIMED ? CSP_FOREVER : deadline; /* completion is near */
+        if (csp__futex_wait(&w->state, st, dl) == CSP_ETIMEDOUT) {
             exp = CSP__W_WAITING;
             atomic_compare_exchange_strong_explicit(&w->state, &exp, CSP__W_TIMEDOUT,
                                                     memory_order_acq_rel, memory_order_acquire);

@@ -38,7 +38,8 @@
 
 #include "sched.h"
 
-enum { CSP__W_WAITING = 0, CSP__W_WOKEN = 1, CSP__W_TIMEDOUT = 2, CSP__W_SHUTDOWN = 3 };
+enum { CSP__W_WAITING = 0, CSP__W_WOKEN = 1, CSP__W_TIMEDOUT = 2, CSP__W_SHUTDOWN = 3,
+       CSP__W_CLAIMED = 4 /* a waker won it and is still filling it in */ };
 
 struct csp__waiter {
     csp__task_t      *task;    /* NULL: plain thread */
@@ -64,6 +65,21 @@ void csp__waiter_init(csp__waiter_t *w);
  * the final state (never WAITING). The caller published w before calling
  * (or nobody else knows it: a plain sleep). */
 uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *reason);
+/* Two-phase wake for wakers that must write into the waiter's buffers only
+ * if they win it (channels, select: "the buffers of cases not chosen are
+ * untouched"): claim under the object's lock (WAITING -> CLAIMED), fill in,
+ * then complete (-> WOKEN, ready / futex wake), possibly after unlocking.
+ * A claimed waiter is never timed out or shut down: those CASes fail and
+ * the waiter keeps waiting for the completion. */
+static inline bool csp__waiter_claim(csp__waiter_t *w)
+{
+    uint32_t exp = CSP__W_WAITING;
+    /* acquire: pairs with the waiter's initialisation / enqueue */
+    return atomic_compare_exchange_strong_explicit(&w->state, &exp, CSP__W_CLAIMED,
+                                                   memory_order_acquire, memory_order_relaxed);
+}
+void csp__waiter_complete(csp__waiter_t *w);
+
 /* Tries to finish w with state st. True if this call did it (and woke it). */
 bool csp__waiter_wake(csp__waiter_t *w, uint32_t st);
 

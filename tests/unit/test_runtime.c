@@ -586,6 +586,50 @@ static void test_main_returns_with_live_tasks(void **state)
     assert_int_equal(atomic_load(&basic_ran), 1);
 }
 
+/* A runtime after one that freed parked tasks: the new tasks' stacks may sit
+ * where the freed ones were, with other frames at the same addresses. Under
+ * ASan the stale state of the freed stacks (the redzones of frames that never
+ * returned) must be gone: a false "stack-buffer-overflow" here is a runtime
+ * bug. */
+static csp_wg_t rerun_gate;
+
+static __attribute__((noinline)) void rerun_deeper(void)
+{
+    volatile char buf[100]; /* its redzones stay poisoned while parked */
+    buf[0] = 1;
+    csp_wg_wait(&rerun_gate);
+    buf[1] = buf[0];
+}
+
+static void rerun_parker(void *arg)
+{
+    if (arg)
+        rerun_deeper();
+    else
+        csp_wg_wait(&rerun_gate);
+}
+
+static void rerun_main(void *arg)
+{
+    memset(&rerun_gate, 0, sizeof rerun_gate);
+    csp_wg_add(&rerun_gate, 1);
+    for (int i = 0; i < 200; i++)
+        TCHECK_EQ(csp_go(rerun_parker, arg), 0);
+    csp_sleep(5 * CSP_MILLISECOND);
+    /* return with them parked */
+}
+
+static void test_rerun_after_freed_tasks(void **state)
+{
+    (void)state;
+    int deep = 1;
+    for (int rep = 0; rep < 3; rep++) {
+        T_RUN(rerun_main, &deep, 1, CSP_SPAWN_HELP_FIRST); /* parked in rerun_deeper */
+        T_RUN(rerun_main, NULL, 1, CSP_SPAWN_HELP_FIRST);  /* other frames, same stacks */
+        T_RUN(rerun_main, &deep, 2, CSP_SPAWN_HELP_FIRST);
+    }
+}
+
 /* Tasks that loop on blocking calls, ignoring their errors (a ticker: a bit
  * of work, then csp_sleep; or a retried csp_wg_wait), are running or runnable
  * when main returns. Once the runtime stops, those calls fail at once
@@ -701,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_stack_sizes),
         cmocka_unit_test(test_config_stack_size),
         cmocka_unit_test(test_main_returns_with_live_tasks),
+        cmocka_unit_test(test_rerun_after_freed_tasks),
         cmocka_unit_test(test_idle_uses_no_cpu),
         /* last: while it fails, it hangs (the watchdog ends the process) */
         cmocka_unit_test(test_main_returns_with_tickers),
