@@ -11,5 +11,6 @@
 #include "csp/runtime.h"
 #include "csp/sync.h"
 #include "csp/chan.h"
+#include "csp/timer.h"
 
 #endif /* CSP_H */

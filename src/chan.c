@@ -30,6 +30,7 @@
  * (completing a waiter readies a task, always after unlocking here).
  */
 #include "sched/wait.h"
+#include "chan_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ typedef struct {
 
 struct csp_chan {
     csp__spinlock_t  lock;
+    struct csp_timer *timer;     /* csp_after's timer: cancelled and freed with the channel */
     _Atomic int32_t  refs;
     _Atomic uint32_t closed;     /* written under lock; read racily by csp_chan_closed */
     size_t           elem_size;
@@ -153,8 +155,26 @@ CSP_EXTERN void csp_chan_release(csp_chan_t *c)
     if (!c)
         return;
     /* acq_rel: the last release sees every use by other holders */
-    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+        if (c->timer)
+            csp__timer_chan_free(c->timer); /* waits for a firing in progress */
         free(c);
+    }
+}
+
+void csp__chan_set_timer(csp_chan_t *c, struct csp_timer *t)
+{
+    c->timer = t;
+}
+
+size_t csp__chan_drain(csp_chan_t *c)
+{
+    csp__spin_lock(&c->lock);
+    size_t n = atomic_load_explicit(&c->qcount, memory_order_relaxed);
+    atomic_store_explicit(&c->qcount, 0, memory_order_relaxed);
+    c->recvx = c->sendx = 0;
+    csp__spin_unlock(&c->lock);
+    return n;
 }
 
 CSP_EXTERN size_t csp_chan_len(const csp_chan_t *c)

@@ -645,7 +645,7 @@ void csp__park(void)
 /* A plain thread is about to touch run queues or allocate: holds off the
  * teardown (which sets STOPPING, then waits for ext_refs == 0). False when
  * the runtime is not in one of the states [lo, hi]. */
-static bool ext_enter(int lo, int hi)
+bool csp__ext_enter(int lo, int hi)
 {
     atomic_fetch_add(&csp__rt.ext_refs, 1); /* seq_cst: pairs with rt_stop_and_join */
     int st = atomic_load(&csp__rt.state);
@@ -656,7 +656,7 @@ static bool ext_enter(int lo, int hi)
     return true;
 }
 
-static void ext_exit(void)
+void csp__ext_exit(void)
 {
     atomic_fetch_sub_explicit(&csp__rt.ext_refs, 1, memory_order_release);
 }
@@ -666,10 +666,10 @@ void csp__ready(csp__task_t *t)
     if (CSP__UNLIKELY(!csp__cur_worker())) {
         /* plain thread: the runtime may be tearing down; a task of a runtime
          * that is stopping never runs again, so its wake-up is dropped */
-        if (!ext_enter(CSP__RT_RUNNING, CSP__RT_SHUTDOWN))
+        if (!csp__ext_enter(CSP__RT_RUNNING, CSP__RT_SHUTDOWN))
             return;
         csp__ready_task(t);
-        ext_exit();
+        csp__ext_exit();
         return;
     }
     csp__ready_task(t);
@@ -983,10 +983,10 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
     csp__worker_t *w = csp__cur_worker();
     if (CSP__UNLIKELY(!w)) {
         /* plain thread: hold off the teardown while we allocate and queue */
-        if (!ext_enter(CSP__RT_RUNNING, CSP__RT_RUNNING))
+        if (!csp__ext_enter(CSP__RT_RUNNING, CSP__RT_RUNNING))
             return CSP_ESHUTDOWN;
         int r = spawn_locked(fn, arg, copy, size, flags, opts, out, NULL);
-        ext_exit();
+        csp__ext_exit();
         return r;
     }
     if (CSP__UNLIKELY(atomic_load_explicit(&csp__rt.state, memory_order_acquire) != CSP__RT_RUNNING))
@@ -1088,6 +1088,32 @@ static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size,
             switch_out(w, cur, CSP__POST_YIELD);
     }
     return 0;
+}
+
+int csp__spawn_nosched(void (*fn)(void *), void *arg)
+{
+    csp__worker_t *w = csp__cur_worker();
+    if (!w) {
+        if (!csp__ext_enter(CSP__RT_RUNNING, CSP__RT_RUNNING))
+            return CSP_ESHUTDOWN;
+        csp__task_t *t;
+        int r = spawn_locked(fn, arg, 0, 0, 0, NULL, &t, NULL);
+        if (r == 0) {
+            enqueue(NULL, t, false);
+            csp__wakep();
+        }
+        csp__ext_exit();
+        return r;
+    }
+    if (atomic_load_explicit(&csp__rt.state, memory_order_acquire) != CSP__RT_RUNNING)
+        return CSP_ESHUTDOWN;
+    csp__task_t *t;
+    int r = spawn_locked(fn, arg, 0, 0, 0, NULL, &t, w);
+    if (r == 0) {
+        enqueue(w, t, false);
+        csp__wakep();
+    }
+    return r;
 }
 
 CSP_EXTERN int csp_go(void (*fn)(void *), void *arg)
@@ -1289,6 +1315,7 @@ static int rt_setup(const csp_config_t *cfg)
     atomic_store(&csp__rt.stw, 0);
     atomic_store(&csp__rt.interrupt, 0);
     atomic_store(&csp__rt.ids, 1);
+    atomic_fetch_add(&csp__rt.gen, 1);
     atomic_store(&csp__rt.live_shared, 0);
     atomic_store(&csp__rt.spawned_shared, 0);
     atomic_store(&csp__rt.main_done, 0);

@@ -54,6 +54,7 @@ struct csp__timer {
      * heap's lock with release, read with acquire (csp__timer_del) */
     struct csp__timers *heap;
     struct csp__timers *last_heap;
+    uint32_t        gen;     /* csp__rt.gen when added: heaps of an older runtime are gone */
 };
 /* A timer must be zeroed (or CSP__TIMER_INIT) before first use. */
 
@@ -203,6 +204,7 @@ typedef struct csp__runtime {
     _Atomic uint32_t  stw_release;  /* futex word: bumped to release them */
 
     _Atomic uint64_t  ids;          /* task id blocks */
+    _Atomic uint32_t  gen;          /* bumped by every start (timer staleness) */
     _Atomic int64_t   live_shared;  /* live-task delta from plain threads */
     _Atomic uint64_t  spawned_shared;
 
@@ -273,6 +275,14 @@ static inline bool csp__shutting_down(void)
  * first yields, so that a task that ignores the error and loops still reaches
  * a schedule point, where a stopping worker leaves it. Returns CSP_ESHUTDOWN. */
 int csp__shutdown_err(void);
+/* A plain thread about to touch run queues, timer heaps or stack pools
+ * brackets it with these: the teardown waits for it. csp__ext_enter returns
+ * false (and enters nothing) unless the runtime state is in [lo, hi]. */
+bool csp__ext_enter(int lo, int hi);
+void csp__ext_exit(void);
+/* Spawns fn(arg) with default options without ever switching (no child-first,
+ * no backpressure): for timer functions. 0 or a CSP_E* code. */
+int csp__spawn_nosched(void (*fn)(void *), void *arg);
 /* Wakes one idle worker if work appeared and nobody is spinning. */
 void csp__wakep(void);
 

@@ -31,6 +31,16 @@ void csp__timers_init(csp__timers_t *h)
 
 void csp__timers_destroy(csp__timers_t *h)
 {
+    /* timers still queued belong to their owners (user timer objects): leave
+     * them looking never-queued so a later stop/release doesn't touch the
+     * freed heap */
+    for (uint32_t i = 0; i < h->len; i++) {
+        csp__timer_t *t = h->heap[i];
+        t->idx = -1;
+        t->period = 0;
+        __atomic_store_n(&t->heap, NULL, __ATOMIC_RELEASE);
+        __atomic_store_n(&t->last_heap, NULL, __ATOMIC_RELEASE);
+    }
     free(h->heap);
     h->heap = NULL;
     h->len = h->cap = 0;
@@ -118,6 +128,7 @@ void csp__timer_add(csp__timer_t *t, csp_time_t when)
     csp__timers_t *h = &w->timers;
     t->when = when;
     t->idx = -1;
+    t->gen = atomic_load_explicit(&csp__rt.gen, memory_order_relaxed);
     csp__spin_lock(&h->lock);
     while (CSP__UNLIKELY(!heap_push(h, t))) {
         /* out of memory growing the heap: rare; retry after yielding the lock */
@@ -131,6 +142,11 @@ void csp__timer_add(csp__timer_t *t, csp_time_t when)
 
 bool csp__timer_del(csp__timer_t *t)
 {
+    /* a timer of a runtime that has stopped: its heaps are gone, and nothing
+     * can run it any more */
+    if (t->gen != atomic_load_explicit(&csp__rt.gen, memory_order_relaxed) ||
+        atomic_load_explicit(&csp__rt.state, memory_order_acquire) < CSP__RT_RUNNING)
+        return false;
     for (;;) {
         /* acquire: pairs with the release stores in heap_push/heap_remove */
         csp__timers_t *h = __atomic_load_n(&t->heap, __ATOMIC_ACQUIRE);

@@ -2,8 +2,8 @@
 /* A million tasks: spawned and joined (each runs exactly once), and alive at
  * once (all parked on one WaitGroup gate) with the default vm.max_map_count
  * of 65530 - stacks must not be one mapping each. Sanitizer builds divide the
- * counts by 20, TSan builds by 200 (TC_SCALE: TSan allows at most 8128 live
- * tasks, and each costs a TSan fiber).
+ * counts by 20 (TC_SCALE); TSan allows at most 8128 live tasks, so there the
+ * count alive at once is 5000 (TC_SCALE_LIVE).
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -28,7 +28,7 @@ static atomic_uchar *ran;  /* per task: how many times it ran */
 static atomic_long total;
 static csp_wg_t wg, gate;
 static atomic_long arrived;
-static long n_tasks;
+static long n_tasks, n_alive;
 
 static long count_maps(void)
 {
@@ -168,7 +168,7 @@ static void test_million_alive(void **state)
      * the full count once (8 workers), a fifth with one worker */
     static const struct { int workers, div; } runs[] = { { 8, 1 }, { 1, 5 } };
     long limit = max_map_count();
-    long full = n_tasks;
+    long full = n_alive;
     for (int k = 0; k < 2; k++) {
         const int ws[] = { runs[k].workers };
         n_tasks = full / runs[k].div;
@@ -191,13 +191,14 @@ static void test_million_alive(void **state)
         /* well inside the limit, with room for the rest of the program */
         assert_true(parked_maps < limit - 1000);
     }
-    n_tasks = full;
+    n_tasks = TC_SCALE(MILLION);
 }
 
 static int setup(void **state)
 {
     (void)state;
     n_tasks = TC_SCALE(MILLION);
+    n_alive = TC_SCALE_LIVE(MILLION);
     ran = calloc((size_t)n_tasks, 1);
     return ran ? 0 : -1;
 }

@@ -73,9 +73,8 @@ tc_fail(const char *file, int line, const char *fmt, ...)
         }                                                                      \
     } while (0)
 
-/* TSan: every task gets a TSan fiber, which costs ~0.5-1 ms to create and
- * destroy, and TSan allows at most 8128 live threads + fibers ("Thread limit
- * exceeded. Dying."). */
+/* TSan allows at most 8128 live threads + fibers ("Thread limit exceeded.
+ * Dying."), and every live task has a fiber. */
 #if defined(__SANITIZE_THREAD__)
 #  define TC_TSAN 1
 #elif defined(__has_feature)
@@ -84,12 +83,13 @@ tc_fail(const char *file, int line, const char *fmt, ...)
 #  endif
 #endif
 
-/* Counts of spawned tasks: CSP_TEST_SCALE(n) (n / 20 in sanitizer builds),
- * and a further tenth under TSan. At least 1. */
+/* Counts of spawned tasks: CSP_TEST_SCALE(n) (n / 20 in sanitizer builds). */
+#define TC_SCALE(n) CSP_TEST_SCALE(n)
+/* Counts of tasks alive at once: TC_SCALE(n), at most 5000 under TSan. */
 #if defined(TC_TSAN)
-#  define TC_SCALE(n) (CSP_TEST_SCALE(n) / 10 > 0 ? CSP_TEST_SCALE(n) / 10 : 1)
+#  define TC_SCALE_LIVE(n) (TC_SCALE(n) < 5000 ? TC_SCALE(n) : 5000)
 #else
-#  define TC_SCALE(n) CSP_TEST_SCALE(n)
+#  define TC_SCALE_LIVE(n) TC_SCALE(n)
 #endif
 
 /* Runs main_fn under csp_run with the given workers and spawn policy and
