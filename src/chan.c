@@ -450,7 +450,7 @@ CSP_EXTERN int csp_select(csp_case_t *cases, size_t n, csp_time_t deadline)
     }
 
     /* scratch: poll order, lock order (non-NULL channels only), sudogs */
-    uint16_t po_s[CSP__SELECT_STACK], lo_s[CSP__SELECT_STACK];
+    uint16_t po_s[CSP__SELECT_STACK] = { 0 }, lo_s[CSP__SELECT_STACK] = { 0 };
     csp__sudog_t sg_s[CSP__SELECT_STACK];
     uint16_t *pollorder = po_s, *lockorder = lo_s;
     csp__sudog_t *sgs = sg_s;

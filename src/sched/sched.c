@@ -472,6 +472,12 @@ static inline void do_switch(csp__worker_t *w, csp__task_t *from, csp__task_t *t
 {
     csp__ctx_t *fc = from ? &from->ctx : &w->g0;
     csp__ctx_t *tc = to ? &to->ctx : &w->g0;
+#if defined(CSP_DEBUG) || defined(CSP_ASAN)
+    if (to && atomic_exchange(&to->on_cpu, 1))
+        csp__panic("task %llu resumed while it runs elsewhere", (unsigned long long)to->id);
+    if (from)
+        atomic_store(&from->on_cpu, 0);
+#endif
 #if defined(CSP_ASAN)
     void *fake = NULL;
     __sanitizer_start_switch_fiber(exiting ? NULL : &fake, to ? (void *)to->lo : worker_g0_lo(w),
@@ -1019,6 +1025,14 @@ static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size,
         t->name[sizeof t->name - 1] = 0;
     }
     char *top = (char *)t;
+#if defined(CSP_ASAN)
+    /* a fresh stack must carry no shadow from its history (frames of a task
+     * freed while parked, an earlier mapping at this address) */
+    {
+        char *ulo = t->lo + (t->has_guard ? csp__page_size : 0);
+        __asan_unpoison_memory_region(ulo, (size_t)(top - ulo));
+    }
+#endif
 #if defined(CSP_TSAN)
     /* the slot's context is made once and then reused (see task_entry), so
      * the argument area below the task struct has its full size always */

@@ -50,11 +50,11 @@ struct csp__timer {
     csp__timer_fn   fn;      /* runs under heap->lock: keep it short */
     void           *arg;
     int32_t         idx;     /* index in heap, -1 when not queued (under heap lock) */
+    uint32_t        gen;     /* csp__rt.gen when added: heaps of an older runtime are gone */
     /* the heap it is queued on / was last removed from; written under that
      * heap's lock with release, read with acquire (csp__timer_del) */
     struct csp__timers *heap;
     struct csp__timers *last_heap;
-    uint32_t        gen;     /* csp__rt.gen when added: heaps of an older runtime are gone */
 };
 /* A timer must be zeroed (or CSP__TIMER_INIT) before first use. */
 
@@ -100,6 +100,9 @@ struct csp__task {
      * load-acquire by slot walkers (shutdown sweep, teardown, dumps) */
     _Atomic uint32_t live;
     void            *tsan_fiber; /* CSP_TSAN */
+#if defined(CSP_DEBUG) || defined(CSP_ASAN)
+    _Atomic uint32_t on_cpu;     /* debug: 1 while some worker runs it */
+#endif
     char             name[32];
 };
 
@@ -312,15 +315,20 @@ void csp__task_free(csp__worker_t *w, csp__task_t *t);
  * skip it: the guard catches the overflow, and the canary sits in another
  * page (the check would cost a TLB entry per switch). */
 void csp__stack_check_canary(csp__task_t *t);
+void csp__stack_overflow_report(csp__task_t *t) __attribute__((noreturn));
 static inline void csp__stack_check(csp__task_t *t)
 {
+    /* the stack pointer itself below the usable stack: a frame bigger than
+     * the guard page jumped it (or there is no guard) */
+    char *sp = (char *)__builtin_frame_address(0);
+    if (CSP__UNLIKELY(sp < t->lo + (t->has_guard ? csp__page_size : 0)))
+        csp__stack_overflow_report(t);
     if (!t->has_guard)
         csp__stack_check_canary(t);
 }
 /* Calls fn for every task slot ever mapped (world stopped). */
 void csp__stacks_foreach(void (*fn)(csp__task_t *t, void *arg), void *arg);
 void csp__stacks_stats(uint64_t *mapped, uint64_t *guards);
-void csp__stack_overflow_report(csp__task_t *t) __attribute__((noreturn));
 /* Installs the SIGSEGV handler that names overflowing tasks (once). */
 void csp__stack_install_handler(void);
 void csp__stack_thread_init(void);  /* sigaltstack for this worker */

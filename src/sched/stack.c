@@ -47,6 +47,9 @@
 #if defined(CSP_TSAN)
 #include <sanitizer/tsan_interface.h>
 #endif
+#if defined(CSP_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #define CSP__CANARY 0x6373702d63616e61ULL /* "csp-cana" */
 #define CSP__CHUNK_MIN ((size_t)32 << 20)
@@ -147,6 +150,16 @@ void csp__stacks_destroy(void)
                 __tsan_destroy_fiber(t->tsan_fiber);
         }
 #endif
+#if defined(CSP_ASAN)
+        /* frames of tasks freed while parked leave poisoned shadow; the next
+         * mapping at this address must not inherit it */
+        for (uint32_t i = 0; i < atomic_load_explicit(&c->nused, memory_order_relaxed); i++) {
+            char *lo = c->base + (size_t)i * c->slot_size;
+            csp__task_t *t = slot_task(lo, c->slot_size);
+            char *ulo = lo + (t->has_guard ? page_size : 0);
+            __asan_unpoison_memory_region(ulo, (size_t)((char *)t - ulo));
+        }
+#endif
         munmap(c->map, page_size + (size_t)c->nslots * c->slot_size);
         free(c);
         c = n;
@@ -218,6 +231,11 @@ static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
                 break;
             /* a huge page would commit 2 MiB for 16 tasks' first pages */
             madvise(map, len, MADV_NOHUGEPAGE);
+#if defined(CSP_ASAN)
+            /* the address range may carry stale shadow from an earlier user
+             * (another runtime's stacks, the allocator's redzones) */
+            __asan_unpoison_memory_region(map, len);
+#endif
             c = calloc(1, sizeof *c);
             if (!c) {
                 munmap(map, len);

@@ -184,8 +184,12 @@ int64_t csp__timers_run(csp__timers_t *h, csp_time_t now)
     while (h->len && h->heap[0]->when <= now) {
         csp__timer_t *t = h->heap[0];
         heap_remove(h, t);
+        /* A one-shot timer may be freed as soon as its function ran (an
+         * after_func task on another worker), so don't touch it afterwards.
+         * A periodic one can't: stopping it waits for this lock. */
+        bool periodic = t->period > 0;
         t->fn(t); /* under the lock: see the file comment */
-        if (t->period > 0) {
+        if (periodic && t->period > 0) {
             /* periodic: next multiple of period after now (missed ticks are
              * dropped, like Go's ticker) */
             csp_time_t next = t->when + t->period;

@@ -26,6 +26,58 @@
 #include "task_check.h"
 #include "test_util.h"
 
+/* Every helper task is joined before the main task returns (go_joined,
+ * J_RUN): a task left parked or runnable when csp_run returns is freed
+ * without being resumed, and in ASan builds the poisoned redzones of its
+ * frames then outlive it (see the report on runtime teardown). */
+static csp_wg_t join_wg;
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+} join_rec_t;
+
+static void join_tramp(void *p)
+{
+    join_rec_t r = *(join_rec_t *)p;
+    free(p);
+    r.fn(r.arg);
+    csp_wg_done(&join_wg);
+}
+
+static int go_joined(void (*fn)(void *), void *arg)
+{
+    join_rec_t *r = malloc(sizeof *r);
+    if (!r)
+        return CSP_ENOMEM;
+    r->fn = fn;
+    r->arg = arg;
+    csp_wg_add(&join_wg, 1);
+    int rc = csp_go(join_tramp, r);
+    if (rc != 0) {
+        free(r);
+        csp_wg_done(&join_wg);
+    }
+    return rc;
+}
+
+static void (*jm_fn)(void *);
+static void *jm_arg;
+
+static void joined_main(void *a)
+{
+    (void)a;
+    jm_fn(jm_arg);
+    TCHECK_EQ(csp_wg_wait(&join_wg), 0);
+}
+
+/* T_RUN, then waits for every task started with go_joined */
+#define J_RUN(fn, arg, nw, pol)                                                \
+    do {                                                                       \
+        jm_fn = (fn);                                                          \
+        jm_arg = (arg);                                                        \
+        T_RUN(joined_main, NULL, (nw), (pol));                                 \
+    } while (0)
+
 /* Worker counts for the concurrency tests: one, two, oversubscribed. */
 static const int ch_workers[] = { 1, 2, 8 };
 #define CH_NW ((int)(sizeof ch_workers / sizeof ch_workers[0]))
@@ -66,7 +118,7 @@ static void rv_main(void *arg)
     atomic_store(&rv_sent, 0);
     atomic_store(&rv_sent_at, 0);
     csp_wg_add(&rv_wg, 1);
-    TCHECK_EQ(csp_go(rv_sender, NULL), 0);
+    TCHECK_EQ(go_joined(rv_sender, NULL), 0);
     csp_sleep(20 * CSP_MILLISECOND);
     /* the sender is parked in send: it has not returned */
     TCHECK_EQ(atomic_load(&rv_sent), 0);
@@ -87,7 +139,7 @@ static void test_chan_unbuffered_rendezvous(void **state)
     for (int w = 0; w < CH_NW; w++)
         for (int rep = 0; rep < CH_REPS; rep++) {
             memset(&rv_wg, 0, sizeof rv_wg);
-            T_RUN(rv_main, NULL, ch_workers[w], rep ? CSP_SPAWN_CHILD_FIRST : CSP_SPAWN_HELP_FIRST);
+            J_RUN(rv_main, NULL, ch_workers[w], rep ? CSP_SPAWN_CHILD_FIRST : CSP_SPAWN_HELP_FIRST);
         }
 }
 
@@ -112,7 +164,7 @@ static void fifo_main(void *arg)
     csp_chan_t *c = csp_chan_make(sizeof(int), cap);
     TCHECK(c != NULL);
     csp_wg_add(&fifo_wg, 1);
-    TCHECK_EQ(csp_go(fifo_producer, c), 0);
+    TCHECK_EQ(go_joined(fifo_producer, c), 0);
     int expect = 0, v;
     int rc;
     while ((rc = csp_chan_recv(c, &v)) == 0) {
@@ -136,7 +188,7 @@ static void test_chan_buffered_fifo(void **state)
     for (int w = 0; w < CH_NW; w++)
         for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
             memset(&fifo_wg, 0, sizeof fifo_wg);
-            T_RUN(fifo_main, (void *)(uintptr_t)caps[k], ch_workers[w], CSP_SPAWN_HELP_FIRST);
+            J_RUN(fifo_main, (void *)(uintptr_t)caps[k], ch_workers[w], CSP_SPAWN_HELP_FIRST);
         }
 }
 
@@ -148,12 +200,17 @@ static void test_chan_fifo_wraparound(void **state)
     assert_non_null(c);
     long next_in = 0, next_out = 0;
     for (int round = 0; round < 200; round++) {
-        int k = 1 + round % 5;
+        int room = 5 - (int)(next_in - next_out);
+        int k = 1 + round % room;
         for (int i = 0; i < k; i++) {
             assert_int_equal(csp_chan_try_send(c, &next_in), 0);
             next_in++;
         }
         assert_int_equal(csp_chan_len(c), (size_t)(next_in - next_out));
+        if (next_in - next_out == 5) {
+            long x = 0;
+            assert_int_equal(csp_chan_try_send(c, &x), CSP_EAGAIN);
+        }
         int m = 1 + (round * 7) % k;
         for (int i = 0; i < m; i++) {
             long v = -1;
@@ -338,7 +395,7 @@ static void cw_main(void *arg)
     TCHECK(cw_ch != NULL);
     csp_wg_add(&cw_wg, CW_N);
     for (int i = 0; i < CW_N; i++)
-        TCHECK_EQ(csp_go(senders ? cw_sender : cw_receiver, NULL), 0);
+        TCHECK_EQ(go_joined(senders ? cw_sender : cw_receiver, NULL), 0);
     while (atomic_load(&cw_arrived) < CW_N)
         csp_sleep(CSP_MILLISECOND);
     csp_sleep(20 * CSP_MILLISECOND); /* let them all block */
@@ -363,7 +420,7 @@ static void test_chan_close_wakes_blocked(void **state)
                 atomic_store(&cw_returned, 0);
                 atomic_store(&cw_early, 0);
                 atomic_store(&cw_closed, 0);
-                T_RUN(cw_main, (void *)(uintptr_t)s, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+                J_RUN(cw_main, (void *)(uintptr_t)s, ch_workers[w], CSP_SPAWN_HELP_FIRST);
             }
 }
 
@@ -441,7 +498,7 @@ static void tp_main(void *arg)
     /* a parked receiver: try_send succeeds */
     atomic_store(&tp_parked, 0);
     csp_wg_add(&tp_wg, 1);
-    TCHECK_EQ(csp_go(tp_receiver, NULL), 0);
+    TCHECK_EQ(go_joined(tp_receiver, NULL), 0);
     while (!atomic_load(&tp_parked))
         csp_yield();
     int v = 99, rc;
@@ -453,7 +510,7 @@ static void tp_main(void *arg)
     /* a parked sender: try_recv succeeds */
     atomic_store(&tp_parked, 0);
     csp_wg_add(&tp_wg, 1);
-    TCHECK_EQ(csp_go(tp_sender, NULL), 0);
+    TCHECK_EQ(go_joined(tp_sender, NULL), 0);
     while (!atomic_load(&tp_parked))
         csp_yield();
     v = 0;
@@ -472,7 +529,7 @@ static void tp_main(void *arg)
     tp_ch = b;
     atomic_store(&tp_parked, 0);
     csp_wg_add(&tp_wg, 1);
-    TCHECK_EQ(csp_go(tp_sender, NULL), 0); /* sends 77, blocks: full */
+    TCHECK_EQ(go_joined(tp_sender, NULL), 0); /* sends 77, blocks: full */
     while (!atomic_load(&tp_parked))
         csp_yield();
     csp_sleep(5 * CSP_MILLISECOND);
@@ -491,7 +548,7 @@ static void test_chan_try_with_parked_peer(void **state)
     (void)state;
     for (int w = 0; w < CH_NW; w++) {
         memset(&tp_wg, 0, sizeof tp_wg);
-        T_RUN(tp_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(tp_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
     }
 }
 
@@ -575,13 +632,13 @@ static void until_arrive_main(void *arg)
     csp_chan_t *c = csp_chan_make(sizeof(int), 0);
     csp_time_t t0 = csp_now();
     csp_time_t dl = t0 + 5 * CSP_SECOND;
-    TCHECK_EQ(csp_go(ua_sender, csp_chan_retain(c)), 0);
+    TCHECK_EQ(go_joined(ua_sender, csp_chan_retain(c)), 0);
     int v = 0;
     TCHECK_EQ(csp_chan_recv_until(c, &v, dl), 0);
     TCHECK_EQ(v, 31337);
     TCHECK(csp_now() < dl);
     TCHECK(csp_now() - t0 >= 9 * CSP_MILLISECOND);
-    TCHECK_EQ(csp_go(ua_receiver, csp_chan_retain(c)), 0);
+    TCHECK_EQ(go_joined(ua_receiver, csp_chan_retain(c)), 0);
     v = 4711;
     TCHECK_EQ(csp_chan_send_until(c, &v, csp_deadline_after(5 * CSP_SECOND)), 0);
     /* the woken-by-a-value waiter's timer must not fire later into anything:
@@ -597,8 +654,8 @@ static void test_chan_until(void **state)
 {
     (void)state;
     for (int w = 0; w < CH_NW; w++) {
-        T_RUN(until_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
-        T_RUN(until_arrive_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(until_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(until_arrive_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
     }
     /* and from a plain thread with no runtime */
     TC_RESET();
@@ -690,7 +747,7 @@ static void sig_main(void *arg)
     for (size_t cap = 0; cap <= 3; cap += 3) {
         csp_chan_t *c = csp_chan_make(0, cap);
         TCHECK(c != NULL);
-        TCHECK_EQ(csp_go(sig_peer, csp_chan_retain(c)), 0);
+        TCHECK_EQ(go_joined(sig_peer, csp_chan_retain(c)), 0);
         int n = 0, rc;
         char dummy = 0x3c;
         while ((rc = (n % 2 ? csp_chan_recv(c, NULL) : csp_chan_recv(c, &dummy))) == 0)
@@ -726,7 +783,7 @@ static void test_chan_signal(void **state)
     assert_int_equal(csp_chan_try_recv(c, NULL), CSP_EAGAIN);
     csp_chan_release(c);
     for (int w = 0; w < CH_NW; w++)
-        T_RUN(sig_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(sig_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -744,7 +801,7 @@ static void discard_main(void *arg)
 {
     (void)arg;
     csp_chan_t *c = csp_chan_make(sizeof(int), 0);
-    TCHECK_EQ(csp_go(discard_sender, csp_chan_retain(c)), 0);
+    TCHECK_EQ(go_joined(discard_sender, csp_chan_retain(c)), 0);
     int v = -1;
     TCHECK_EQ(csp_chan_recv(c, NULL), 0);
     TCHECK_EQ(csp_chan_recv(c, &v), 0);
@@ -770,7 +827,7 @@ static void test_chan_discard(void **state)
     assert_int_equal(csp_chan_recv(c, NULL), CSP_ECLOSED);
     csp_chan_release(c);
     for (int w = 0; w < CH_NW; w++)
-        T_RUN(discard_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(discard_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -821,7 +878,7 @@ static void big_main(void *arg)
     csp_chan_t *c = csp_chan_make(sizeof(big_t), cap);
     TCHECK(c != NULL);
     TCHECK_EQ(csp_chan_elem_size(c), sizeof(big_t));
-    TCHECK_EQ(csp_go(big_producer, csp_chan_retain(c)), 0);
+    TCHECK_EQ(go_joined(big_producer, csp_chan_retain(c)), 0);
     big_t *b = malloc(sizeof *b);
     uint32_t n = 0;
     int rc;
@@ -853,8 +910,8 @@ static void test_chan_large_elements(void **state)
 {
     (void)state;
     for (int w = 0; w < CH_NW; w++) {
-        T_RUN(big_main, (void *)(uintptr_t)0, ch_workers[w], CSP_SPAWN_HELP_FIRST);
-        T_RUN(big_main, (void *)(uintptr_t)7, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(big_main, (void *)(uintptr_t)0, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(big_main, (void *)(uintptr_t)7, ch_workers[w], CSP_SPAWN_HELP_FIRST);
     }
 }
 
@@ -915,9 +972,9 @@ static void mp_main(void *arg)
     csp_wg_add(&mp_prod_wg, MP_PRODUCERS);
     csp_wg_add(&mp_cons_wg, MP_CONSUMERS);
     for (int i = 0; i < MP_CONSUMERS; i++)
-        TCHECK_EQ(csp_go(mp_consumer, NULL), 0);
+        TCHECK_EQ(go_joined(mp_consumer, NULL), 0);
     for (int i = 0; i < MP_PRODUCERS; i++)
-        TCHECK_EQ(csp_go(mp_producer, (void *)(uintptr_t)i), 0);
+        TCHECK_EQ(go_joined(mp_producer, (void *)(uintptr_t)i), 0);
     TCHECK_EQ(csp_wg_wait(&mp_prod_wg), 0);
     TCHECK_EQ(csp_chan_close(mp_ch), 0);
     TCHECK_EQ(csp_wg_wait(&mp_cons_wg), 0);
@@ -937,7 +994,7 @@ static void test_chan_mpmc(void **state)
             memset(&mp_prod_wg, 0, sizeof mp_prod_wg);
             memset(&mp_cons_wg, 0, sizeof mp_cons_wg);
             atomic_store(&mp_received, 0);
-            T_RUN(mp_main, (void *)(uintptr_t)caps[k], ch_workers[w], CSP_SPAWN_HELP_FIRST);
+            J_RUN(mp_main, (void *)(uintptr_t)caps[k], ch_workers[w], CSP_SPAWN_HELP_FIRST);
             assert_int_equal(atomic_load(&mp_received), (long)total);
             size_t bad = 0, first = 0;
             for (size_t i = 0; i < total; i++)
@@ -1022,18 +1079,19 @@ static void test_chan_plain_threads_with_runtime(void **state)
             /* tasks: PT_TASKS senders (to threads), PT_TASKS receivers (from threads) */
             csp_wg_add(&pt_wg, PT_THREADS);
             for (int i = 0; i < PT_THREADS; i++)
-                assert_int_equal(csp_go(pt_task_sender, NULL), 0);
+                assert_int_equal(go_joined(pt_task_sender, NULL), 0);
             csp_wg_wait(&pt_wg); /* task senders done */
             assert_int_equal(csp_chan_close(pt_to_threads), 0);
             csp_wg_add(&pt_wg, PT_TASKS);
             for (int i = 0; i < PT_TASKS; i++)
-                assert_int_equal(csp_go(pt_task_receiver, NULL), 0);
+                assert_int_equal(go_joined(pt_task_receiver, NULL), 0);
             for (int i = 0; i < PT_THREADS; i++)
                 pthread_join(snd[i], NULL);
             assert_int_equal(csp_chan_close(pt_to_tasks), 0);
             csp_wg_wait(&pt_wg);
             for (int i = 0; i < PT_THREADS; i++)
                 pthread_join(rcv[i], NULL);
+            csp_wg_wait(&join_wg);
             csp_shutdown();
             TC_ASSERT_CLEAN();
             assert_int_equal(atomic_load(&pt_sum_tasks), expect);
@@ -1115,7 +1173,7 @@ static void rc_main(void *arg)
     (void)arg;
     csp_chan_t *c = csp_chan_make(sizeof(int), 8);
     TCHECK(csp_chan_retain(c) == c);
-    TCHECK_EQ(csp_go(rc_consumer, c), 0); /* the retained reference goes to it */
+    TCHECK_EQ(go_joined(rc_consumer, c), 0); /* the retained reference goes to it */
     for (int i = 0; i < 5; i++)
         TCHECK_EQ(csp_chan_send(c, &i), 0);
     TCHECK_EQ(csp_chan_close(c), 0);
@@ -1137,7 +1195,7 @@ static void test_chan_refcount(void **state)
     for (int w = 0; w < CH_NW; w++) {
         atomic_store(&rc_got, 0);
         atomic_store(&rc_main_released, 0);
-        T_RUN(rc_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(rc_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
     }
 }
 
@@ -1160,6 +1218,7 @@ static void typed_producer(void *arg)
     TCHECK_EQ(int_chan_so_close(out), 0);
     TCHECK_EQ(int_chan_so_close(out), CSP_ECLOSED);
     TCHECK_EQ(int_chan_so_send(out, 1), CSP_ECLOSED);
+    csp_chan_release(out.c); /* its own reference: it outlives main's receives */
 }
 
 static void typed_main(void *arg)
@@ -1173,7 +1232,7 @@ static void typed_main(void *arg)
     int_chan_send_only_t so = int_chan_send_only(ch);
     int_chan_recv_only_t ro = int_chan_recv_only(ch);
     TCHECK(so.c == ch.c && ro.c == ch.c);
-    TCHECK_EQ(csp_go(typed_producer, so.c), 0);
+    TCHECK_EQ(go_joined(typed_producer, csp_chan_retain(so.c)), 0);
     int v = -1, n = 0, rc;
     while ((rc = (n % 2 ? int_chan_ro_recv(ro, &v) : int_chan_recv(ch, &v))) == 0) {
         TCHECK_EQ(v, n * 3);
@@ -1216,7 +1275,7 @@ static void test_chan_typed(void **state)
 {
     (void)state;
     for (int w = 0; w < CH_NW; w++)
-        T_RUN(typed_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+        J_RUN(typed_main, NULL, ch_workers[w], CSP_SPAWN_HELP_FIRST);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1323,12 +1382,94 @@ static void model_main(void *arg)
 static void test_chan_model(void **state)
 {
     (void)state;
-    T_RUN(model_main, NULL, 1, CSP_SPAWN_HELP_FIRST);
-    T_RUN(model_main, NULL, 2, CSP_SPAWN_HELP_FIRST);
+    J_RUN(model_main, NULL, 1, CSP_SPAWN_HELP_FIRST);
+    J_RUN(model_main, NULL, 2, CSP_SPAWN_HELP_FIRST);
     /* and on a plain thread */
     TC_RESET();
     model_main(NULL);
     TC_ASSERT_CLEAN();
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* deadlines racing with values: a value whose send succeeded is received    */
+/* exactly once, a timed-out send delivered nothing                          */
+
+enum { TR_SENDERS = 4, TR_RECEIVERS = 4 };
+#define TR_ITERS TC_SCALE(4000)
+static csp_chan_t *tr_ch;
+static atomic_long tr_sent_sum, tr_sent_n, tr_recv_sum, tr_recv_n;
+static atomic_int tr_senders_left;
+
+static void tr_sender(void *arg)
+{
+    long id = (long)(uintptr_t)arg;
+    long sum = 0, n = 0;
+    for (long i = 0; i < TR_ITERS; i++) {
+        long v = id * 1000000 + i + 1;
+        int rc = csp_chan_send_until(tr_ch, &v, csp_deadline_after((i % 5) * 20 * CSP_MICROSECOND));
+        if (rc == 0) {
+            sum += v;
+            n++;
+        } else if (rc != CSP_ETIMEDOUT && rc != CSP_EAGAIN) {
+            TCHECK_EQ(rc, 0);
+        }
+    }
+    atomic_fetch_add(&tr_sent_sum, sum);
+    atomic_fetch_add(&tr_sent_n, n);
+    if (atomic_fetch_sub(&tr_senders_left, 1) == 1)
+        TCHECK_EQ(csp_chan_close(tr_ch), 0);
+}
+
+static void tr_receiver(void *arg)
+{
+    (void)arg;
+    long sum = 0, n = 0;
+    for (;;) {
+        long v = -1;
+        int rc = csp_chan_recv_until(tr_ch, &v, csp_deadline_after(30 * CSP_MICROSECOND));
+        if (rc == 0) {
+            TCHECK(v > 0);
+            sum += v;
+            n++;
+        } else if (rc == CSP_ECLOSED) {
+            TCHECK_EQ(v, 0);
+            break;
+        } else {
+            TCHECK_EQ(rc, CSP_ETIMEDOUT);
+            TCHECK_EQ(v, -1); /* a timed-out receive wrote nothing */
+        }
+    }
+    atomic_fetch_add(&tr_recv_sum, sum);
+    atomic_fetch_add(&tr_recv_n, n);
+}
+
+static void tr_main(void *arg)
+{
+    size_t cap = (size_t)(uintptr_t)arg;
+    tr_ch = csp_chan_make(sizeof(long), cap);
+    atomic_store(&tr_senders_left, TR_SENDERS);
+    for (int i = 0; i < TR_RECEIVERS; i++)
+        TCHECK_EQ(go_joined(tr_receiver, NULL), 0);
+    for (int i = 0; i < TR_SENDERS; i++)
+        TCHECK_EQ(go_joined(tr_sender, (void *)(uintptr_t)i), 0);
+}
+
+static void test_chan_deadline_races(void **state)
+{
+    (void)state;
+    for (int w = 0; w < CH_NW; w++)
+        for (size_t cap = 0; cap <= 2; cap += 2) {
+            atomic_store(&tr_sent_sum, 0);
+            atomic_store(&tr_sent_n, 0);
+            atomic_store(&tr_recv_sum, 0);
+            atomic_store(&tr_recv_n, 0);
+            J_RUN(tr_main, (void *)(uintptr_t)cap, ch_workers[w], CSP_SPAWN_HELP_FIRST);
+            assert_int_equal(atomic_load(&tr_recv_n), atomic_load(&tr_sent_n));
+            assert_int_equal(atomic_load(&tr_recv_sum), atomic_load(&tr_sent_sum));
+            assert_true(atomic_load(&tr_sent_n) > 0);
+            csp_chan_release(tr_ch);
+        }
 }
 
 int main(void)
@@ -1353,6 +1494,7 @@ int main(void)
         cmocka_unit_test(test_chan_refcount),
         cmocka_unit_test(test_chan_typed),
         cmocka_unit_test(test_chan_model),
+        cmocka_unit_test(test_chan_deadline_races),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
