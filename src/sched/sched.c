@@ -733,11 +733,15 @@ static void reset_spinning(csp__worker_t *w)
     }
 }
 
-static csp__task_t *steal_work(csp__worker_t *w)
+/* allow_runnext: the last round may take a victim's runnext. Only after the
+ * spinning worker has waited a while: a running victim is about to run it
+ * itself, and taking it moves a hot producer/consumer pair across cores
+ * (Go sleeps 3 us before the same steal). */
+static csp__task_t *steal_work(csp__worker_t *w, bool allow_runnext)
 {
     int n = csp__rt.nworkers;
     for (int round = 0; round < 4; round++) {
-        bool last = round == 3;
+        bool last = round == 3 && allow_runnext;
         uint32_t start = csp__rand_n(&w->rng, (uint32_t)n);
         for (int i = 0; i < n; i++) {
             csp__worker_t *v = csp__rt.workers[(start + (uint32_t)i) % (uint32_t)n];
@@ -815,16 +819,19 @@ static csp__task_t *find_runnable(csp__worker_t *w)
              * after (producer/consumer, spawn loops). While we spin,
              * nspinning > 0 stops csp__wakep from waking anyone else. */
             csp_time_t spin_until = 0;
+            bool allow_next = false;
             for (int round = 0;; round++) {
-                if ((t = steal_work(w)) || (t = gq_get(w, 0)) || (t = pin_pop(w)))
+                if ((t = steal_work(w, allow_next)) || (t = gq_get(w, 0)) || (t = pin_pop(w)))
                     goto found;
                 if (atomic_load_explicit(&csp__rt.interrupt, memory_order_relaxed))
                     break;
                 csp_time_t now = csp_now();
                 if (round == 0)
                     spin_until = now + CSP__SPIN_NS;
+                else if (allow_next)
+                    break; /* the last round, with runnext, found nothing */
                 else if (now >= spin_until)
-                    break;
+                    allow_next = true;
                 check_timers(w);
                 for (int k = 0; k < 32; k++)
                     csp__cpu_relax();

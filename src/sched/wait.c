@@ -59,12 +59,6 @@ static void waiter_timer_fn(csp__timer_t *tm)
     csp__waiter_wake((csp__waiter_t *)tm->arg, CSP__W_TIMEDOUT);
 }
 
-static csp_time_t coarse_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (csp_time_t)ts.tv_sec * CSP_SECOND + ts.tv_nsec;
-}
 
 uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *reason)
 {
@@ -94,7 +88,7 @@ uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *rea
         /* hooks for dumps and the shutdown sweep (read with the world stopped) */
         t->waiter = w;
         t->wait_reason = reason;
-        t->wait_since = coarse_now();
+        t->wait_since = 0; /* not timed on the hot path: dumps will measure it */
         csp__park();
         t->waiter = NULL;
         if (armed)
