@@ -437,7 +437,19 @@ static void unlock_all(csp_case_t *cases, const uint16_t *lockorder, size_t n)
 #define CSP__SELECT_MAX 65535u
 #define CSP__SELECT_STACK 16u
 
+static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool biased);
+
 CSP_EXTERN int csp_select(csp_case_t *cases, size_t n, csp_time_t deadline)
+{
+    return select_impl(cases, n, deadline, false);
+}
+
+CSP_EXTERN int csp_select_biased(csp_case_t *cases, size_t n, csp_time_t deadline)
+{
+    return select_impl(cases, n, deadline, true);
+}
+
+static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool biased)
 {
     if ((!cases && n > 0) || n > CSP__SELECT_MAX)
         return CSP_EINVAL;
@@ -464,12 +476,13 @@ CSP_EXTERN int csp_select(csp_case_t *cases, size_t n, csp_time_t deadline)
         lockorder = pollorder + n;
     }
 
-    /* pollorder: a uniform random permutation of the cases (Fisher-Yates) */
+    /* pollorder: a uniform random permutation of the cases (Fisher-Yates),
+     * or the given order for a biased select */
     size_t np = 0, nl = 0;
     for (size_t i = 0; i < n; i++) {
         if (!cases[i].chan)
             continue;
-        size_t j = (size_t)(((select_rand() >> 32) * (uint64_t)(np + 1)) >> 32);
+        size_t j = biased ? np : (size_t)(((select_rand() >> 32) * (uint64_t)(np + 1)) >> 32);
         pollorder[np] = pollorder[j];
         pollorder[j] = (uint16_t)i;
         np++;

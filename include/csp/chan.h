@@ -79,6 +79,12 @@ typedef struct csp_case {
  * channels with CSP_FOREVER block until shutdown (CSP_ESHUTDOWN). */
 CSP_EXTERN int csp_select(csp_case_t *cases, size_t n, csp_time_t deadline);
 
+/* As csp_select, but biased: when several cases are ready, the first in the
+ * array wins (priority channels). When none is ready it blocks the same way,
+ * and the first case to become ready wins. Not Go's semantics: opt in only
+ * where a priority order is wanted (and starvation of later cases is fine). */
+CSP_EXTERN int csp_select_biased(csp_case_t *cases, size_t n, csp_time_t deadline);
+
 /* ---- typed channels ----
  *
  *   CSP_CHAN_DECLARE(int_chan, int);   // at file scope

@@ -1112,6 +1112,51 @@ static void test_select_deadline_races(void **state)
         }
 }
 
+/* ------------------------------------------------------------------------ */
+/* biased select: the first ready case in array order wins                  */
+
+static void biased_main(void *arg)
+{
+    (void)arg;
+    csp_chan_t *hi = csp_chan_make(sizeof(int), 4), *lo = csp_chan_make(sizeof(int), 4);
+    TCHECK(hi && lo);
+    int x = 7;
+    /* both ready: always the first */
+    for (int i = 0; i < 1000; i++) {
+        TCHECK_EQ(csp_chan_try_send(hi, &x), 0);
+        TCHECK_EQ(csp_chan_try_send(lo, &x), 0);
+        int a = SENTINEL, b = SENTINEL;
+        int r = csp_select_biased((csp_case_t[]){ CSP_RECV_CASE(hi, &a), CSP_RECV_CASE(lo, &b) },
+                                  2, 0);
+        TCHECK_EQ(r, 0);
+        TCHECK_EQ(a, 7);
+        TCHECK_EQ(b, SENTINEL); /* the unchosen case's buffer is untouched */
+        TCHECK_EQ(csp_chan_try_recv(lo, &b), 0);
+    }
+    /* only the second ready: the second; NULL first case skipped */
+    TCHECK_EQ(csp_chan_try_send(lo, &x), 0);
+    int a = SENTINEL, b = SENTINEL;
+    TCHECK_EQ(csp_select_biased((csp_case_t[]){ CSP_RECV_CASE(NULL, &a), CSP_RECV_CASE(hi, &a),
+                                                CSP_RECV_CASE(lo, &b) },
+                                3, 0),
+              2);
+    TCHECK_EQ(b, 7);
+    /* none ready: poll, deadline, bad input as csp_select */
+    TCHECK_EQ(csp_select_biased((csp_case_t[]){ CSP_RECV_CASE(hi, &a) }, 1, 0), CSP_EAGAIN);
+    TCHECK_EQ(csp_select_biased((csp_case_t[]){ CSP_RECV_CASE(hi, &a) }, 1,
+                                csp_deadline_after(5 * CSP_MILLISECOND)),
+              CSP_ETIMEDOUT);
+    TCHECK_EQ(csp_select_biased(NULL, 1, 0), CSP_EINVAL);
+    csp_chan_release(hi);
+    csp_chan_release(lo);
+}
+
+static void test_select_biased(void **state)
+{
+    (void)state;
+    T_RUN(biased_main, NULL, 2, CSP_SPAWN_HELP_FIRST);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1120,6 +1165,7 @@ int main(void)
         cmocka_unit_test(test_select_closed),
         cmocka_unit_test(test_select_send_cases),
         cmocka_unit_test(test_select_fairness),
+        cmocka_unit_test(test_select_biased),
         cmocka_unit_test(test_select_fairness_64),
         cmocka_unit_test(test_select_64_cases),
         cmocka_unit_test(test_select_no_lost_values),
