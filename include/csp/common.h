@@ -20,7 +20,13 @@ extern "C" {
 #  define CSP_EXTERN
 #endif
 
-/* X-macro: name, value, message. Values are negative and never reused. */
+/* Error codes (negative; 0 is success):
+ *   CSP_ECLOSED    channel closed           CSP_ETIMEDOUT  deadline passed
+ *   CSP_ECANCELED  context canceled         CSP_EDEADLINE  context deadline exceeded
+ *   CSP_EAGAIN     would block (try/poll)   CSP_EINVAL     bad argument
+ *   CSP_ENOMEM     out of memory            CSP_ESHUTDOWN  runtime stopping
+ *   CSP_EDEADLOCK  every task asleep        CSP_ESTATE     runtime in the wrong state
+ * X-macro: name, value, message. Values are never reused. */
 #define CSP_ERRNO_MAP(X)                                                     \
     X(ECLOSED,    -1, "channel closed")                                      \
     X(ETIMEDOUT,  -2, "deadline passed")                                     \
