@@ -9,6 +9,7 @@
 
 #include "csp/common.h"
 #include "csp/runtime.h"
+#include "csp/ctx.h"
 #include "csp/sync.h"
 #include "csp/chan.h"
 #include "csp/timer.h"

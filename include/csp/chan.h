@@ -18,6 +18,7 @@ extern "C" {
 #endif
 
 typedef struct csp_chan csp_chan_t;
+typedef struct csp_ctx csp_ctx_t;
 
 /* Largest element size (bytes) csp_chan_make accepts. */
 #define CSP_CHAN_MAX_ELEM ((size_t)1 << 16)
@@ -50,6 +51,11 @@ CSP_EXTERN int csp_chan_try_recv(csp_chan_t *c, void *out);
  * the try forms): as above, or CSP_ETIMEDOUT once the deadline passed. */
 CSP_EXTERN int csp_chan_send_until(csp_chan_t *c, const void *elem, csp_time_t deadline);
 CSP_EXTERN int csp_chan_recv_until(csp_chan_t *c, void *out, csp_time_t deadline);
+/* Context forms: as the blocking forms, or csp_ctx_err(ctx) (CSP_ECANCELED /
+ * CSP_EDEADLINE) once ctx is done. The operation is tried first: one that
+ * can complete at once does, even if ctx is done. CSP_EINVAL for a NULL ctx. */
+CSP_EXTERN int csp_chan_send_ctx(csp_ctx_t *ctx, csp_chan_t *c, const void *elem);
+CSP_EXTERN int csp_chan_recv_ctx(csp_ctx_t *ctx, csp_chan_t *c, void *out);
 /* Closes c. 0, CSP_ECLOSED (already closed), CSP_EINVAL (NULL). Never blocks. */
 CSP_EXTERN int csp_chan_close(csp_chan_t *c);
 /* Buffered elements now / capacity / element size; 0 for NULL. */
@@ -84,6 +90,15 @@ CSP_EXTERN int csp_select(csp_case_t *cases, size_t n, csp_time_t deadline);
  * and the first case to become ready wins. Not Go's semantics: opt in only
  * where a priority order is wanted (and starvation of later cases is fine). */
 CSP_EXTERN int csp_select_biased(csp_case_t *cases, size_t n, csp_time_t deadline);
+
+/* As csp_select with CSP_FOREVER, where ctx behaves as one more case (its
+ * done channel): returns csp_ctx_err(ctx) (CSP_ECANCELED / CSP_EDEADLINE) when
+ * that case is chosen; if ctx is done and cases are ready too, one of them all
+ * is chosen uniformly at random. CSP_EINVAL for a NULL ctx. */
+CSP_EXTERN int csp_select_ctx(csp_ctx_t *ctx, csp_case_t *cases, size_t n);
+/* Both: ctx and a deadline (CSP_ETIMEDOUT; 0 polls, CSP_EAGAIN). */
+CSP_EXTERN int csp_select_ctx_until(csp_ctx_t *ctx, csp_case_t *cases, size_t n,
+                                    csp_time_t deadline);
 
 /* ---- typed channels ----
  *
@@ -126,6 +141,20 @@ CSP_EXTERN int csp_select_biased(csp_case_t *cases, size_t n, csp_time_t deadlin
     static inline __attribute__((unused)) int name##_recv_until(name##_t ch, T *out,        \
                                                                csp_time_t dl)               \
     { return csp_chan_recv_until(ch.c, out, dl); }                                           \
+    static inline __attribute__((unused)) int name##_send_ctx(csp_ctx_t *ctx, name##_t ch,   \
+                                                             T v)                         \
+    { return csp_chan_send_ctx(ctx, ch.c, &v); }                                             \
+    static inline __attribute__((unused)) int name##_recv_ctx(csp_ctx_t *ctx, name##_t ch,   \
+                                                             T *out)                      \
+    { return csp_chan_recv_ctx(ctx, ch.c, out); }                                            \
+    static inline __attribute__((unused)) int name##_ro_recv_ctx(csp_ctx_t *ctx,             \
+                                                                name##_recv_only_t ch,    \
+                                                                T *out)                   \
+    { return csp_chan_recv_ctx(ctx, ch.c, out); }                                            \
+    static inline __attribute__((unused)) int name##_so_send_ctx(csp_ctx_t *ctx,             \
+                                                                name##_send_only_t ch,    \
+                                                                T v)                      \
+    { return csp_chan_send_ctx(ctx, ch.c, &v); }                                             \
     static inline __attribute__((unused)) int name##_close(name##_t ch)                      \
     { return csp_chan_close(ch.c); }                                                         \
     static inline __attribute__((unused)) size_t name##_len(name##_t ch)                     \
