@@ -292,7 +292,7 @@ static void unlink_select(csp__waiter_t *w)
 }
 
 /* Common blocking path for send (dir CSP_SEND) and recv. */
-static int chan_op(csp_chan_t *c, int dir, void *elem, csp_time_t deadline)
+static int chan_op(csp_chan_t *c, int dir, void *elem, csp_time_t deadline, csp_ctx_t *ctx)
 {
     if (!c || (dir == CSP_SEND && !elem && c->elem_size))
         return CSP_EINVAL;
@@ -319,6 +319,13 @@ static int chan_op(csp_chan_t *c, int dir, void *elem, csp_time_t deadline)
         csp__spin_unlock(&c->lock);
         return csp__shutdown_err();
     }
+    if (ctx) {
+        int e = csp_ctx_err(ctx); /* lock-free load: no ctx lock under c->lock */
+        if (e) {
+            csp__spin_unlock(&c->lock);
+            return e;
+        }
+    }
     csp__waiter_t w;
     csp__waiter_init(&w);
     csp__sudog_t sg = { .w = &w, .c = c, .elem = elem, .index = 0, .status = 0 };
@@ -326,44 +333,60 @@ static int chan_op(csp_chan_t *c, int dir, void *elem, csp_time_t deadline)
     w.unlink = dir == CSP_SEND ? unlink_send : unlink_recv;
     waitq_push(dir == CSP_SEND ? &c->sendq : &c->recvq, &sg);
     csp__spin_unlock(&c->lock);
-    uint32_t st = csp__waiter_wait(&w, deadline, dir == CSP_SEND ? "chan send" : "chan recv");
+    uint32_t st = csp__waiter_wait_ctx(&w, ctx, deadline, dir == CSP_SEND ? "chan send" : "chan recv");
     if (st == CSP__W_WOKEN)
         return sg.status;
     csp__spin_lock(&c->lock);
     if (sg.queued)
         waitq_remove(dir == CSP_SEND ? &c->sendq : &c->recvq, &sg);
     csp__spin_unlock(&c->lock);
-    return st == CSP__W_TIMEDOUT ? CSP_ETIMEDOUT : csp__shutdown_err();
+    return st == CSP__W_TIMEDOUT ? CSP_ETIMEDOUT
+         : st == CSP__W_CANCELED ? csp_ctx_err(ctx)
+                                 : csp__shutdown_err();
 }
 
 CSP_EXTERN int csp_chan_send(csp_chan_t *c, const void *elem)
 {
-    return chan_op(c, CSP_SEND, (void *)elem, CSP_FOREVER);
+    return chan_op(c, CSP_SEND, (void *)elem, CSP_FOREVER, NULL);
 }
 
 CSP_EXTERN int csp_chan_recv(csp_chan_t *c, void *out)
 {
-    return chan_op(c, CSP_RECV, out, CSP_FOREVER);
+    return chan_op(c, CSP_RECV, out, CSP_FOREVER, NULL);
 }
 
 CSP_EXTERN int csp_chan_try_send(csp_chan_t *c, const void *elem)
 {
-    return chan_op(c, CSP_SEND, (void *)elem, 0);
+    return chan_op(c, CSP_SEND, (void *)elem, 0, NULL);
 }
 
 CSP_EXTERN int csp_chan_try_recv(csp_chan_t *c, void *out)
 {
-    return chan_op(c, CSP_RECV, out, 0);
+    return chan_op(c, CSP_RECV, out, 0, NULL);
 }
 
 CSP_EXTERN int csp_chan_send_until(csp_chan_t *c, const void *elem, csp_time_t deadline)
 {
-    return chan_op(c, CSP_SEND, (void *)elem, deadline);
+    return chan_op(c, CSP_SEND, (void *)elem, deadline, NULL);
 }
 
 CSP_EXTERN int csp_chan_recv_until(csp_chan_t *c, void *out, csp_time_t deadline)
 {
-    return chan_op(c, CSP_RECV, out, deadline);
+    return chan_op(c, CSP_RECV, out, deadline, NULL);
+}
+
+CSP_EXTERN int csp_chan_send_ctx(csp_ctx_t *ctx, csp_chan_t *c, const void *elem)
+{
+    if (!ctx)
+        return CSP_EINVAL;
+    return chan_op(c, CSP_SEND, (void *)elem, CSP_FOREVER, ctx);
+}
+
+CSP_EXTERN int csp_chan_recv_ctx(csp_ctx_t *ctx, csp_chan_t *c, void *out)
+{
+    if (!ctx)
+        return CSP_EINVAL;
+    return chan_op(c, CSP_RECV, out, CSP_FOREVER, ctx);
 }
 
 CSP_EXTERN int csp_chan_close(csp_chan_t *c)
@@ -437,19 +460,36 @@ static void unlock_all(csp_case_t *cases, const uint16_t *lockorder, size_t n)
 #define CSP__SELECT_MAX 65535u
 #define CSP__SELECT_STACK 16u
 
-static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool biased);
+static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool biased,
+                       csp_ctx_t *ctx);
 
 CSP_EXTERN int csp_select(csp_case_t *cases, size_t n, csp_time_t deadline)
 {
-    return select_impl(cases, n, deadline, false);
+    return select_impl(cases, n, deadline, false, NULL);
+}
+
+CSP_EXTERN int csp_select_ctx(csp_ctx_t *ctx, csp_case_t *cases, size_t n)
+{
+    if (!ctx)
+        return CSP_EINVAL;
+    return select_impl(cases, n, CSP_FOREVER, false, ctx);
+}
+
+CSP_EXTERN int csp_select_ctx_until(csp_ctx_t *ctx, csp_case_t *cases, size_t n,
+                                    csp_time_t deadline)
+{
+    if (!ctx)
+        return CSP_EINVAL;
+    return select_impl(cases, n, deadline, false, ctx);
 }
 
 CSP_EXTERN int csp_select_biased(csp_case_t *cases, size_t n, csp_time_t deadline)
 {
-    return select_impl(cases, n, deadline, true);
+    return select_impl(cases, n, deadline, true, NULL);
 }
 
-static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool biased)
+static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool biased,
+                       csp_ctx_t *ctx)
 {
     if ((!cases && n > 0) || n > CSP__SELECT_MAX)
         return CSP_EINVAL;
@@ -499,9 +539,24 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
         lockorder[j] = x;
     }
 
+    /* the context is one more case, at a random place in the poll order */
+    size_t ctxpos = SIZE_MAX;
+    if (ctx)
+        ctxpos = biased ? np : (size_t)(((select_rand() >> 32) * (uint64_t)(np + 1)) >> 32);
+
     int result;
     lock_all(cases, lockorder, nl);
-    for (size_t p = 0; p < np; p++) {
+    for (size_t p = 0; p <= np; p++) {
+        if (p == ctxpos) {
+            int e = csp_ctx_err(ctx); /* lock-free: no ctx lock under channel locks */
+            if (e) {
+                unlock_all(cases, lockorder, nl);
+                result = e;
+                goto out;
+            }
+        }
+        if (p == np)
+            break;
         int i = pollorder[p];
         csp_case_t *k = &cases[i];
         int status;
@@ -550,7 +605,7 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
         waitq_push(k->dir == CSP_SEND ? &k->chan->sendq : &k->chan->recvq, sg);
     }
     unlock_all(cases, lockorder, nl);
-    uint32_t st = csp__waiter_wait(&w, deadline, "select");
+    uint32_t st = csp__waiter_wait_ctx(&w, ctx, deadline, "select");
     /* dequeue the cases that didn't fire */
     lock_all(cases, lockorder, nl);
     for (size_t l = 0; l < nl; l++) {
@@ -565,7 +620,9 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
         result = w.result;
         cases[result].status = sgs[result].status;
     } else {
-        result = st == CSP__W_TIMEDOUT ? CSP_ETIMEDOUT : csp__shutdown_err();
+        result = st == CSP__W_TIMEDOUT ? CSP_ETIMEDOUT
+               : st == CSP__W_CANCELED ? csp_ctx_err(ctx)
+                                       : csp__shutdown_err();
     }
 out:
     free(heap);

@@ -1,6 +1,7 @@
 /* Waiters: see wait.h for the protocol. */
 #define _GNU_SOURCE
 #include "wait.h"
+#include "../ctx_internal.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -126,6 +127,32 @@ uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *rea
         w->tnext->tprev = w->tprev;
     pthread_mutex_unlock(&thread_waiters_lock);
     (void)reason;
+    return st;
+}
+
+static void waiter_ctx_fn(csp__ctx_watch_t *wt)
+{
+    csp__waiter_wake((csp__waiter_t *)wt->arg, CSP__W_CANCELED);
+}
+
+uint32_t csp__waiter_wait_ctx(csp__waiter_t *w, csp_ctx_t *ctx, csp_time_t deadline,
+                              const char *reason)
+{
+    if (!ctx)
+        return csp__waiter_wait(w, deadline, reason);
+    csp__ctx_watch_t wt = { .fn = waiter_ctx_fn, .arg = w };
+    int r = csp__ctx_watch_add(ctx, &wt);
+    if (r < 0) {
+        uint32_t exp = CSP__W_WAITING;
+        /* acq_rel: as csp__waiter_wake's CAS; losing means a waker claimed
+         * or woke w, and csp__waiter_wait below consumes that wake-up */
+        if (atomic_compare_exchange_strong_explicit(&w->state, &exp, CSP__W_CANCELED,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            return CSP__W_CANCELED;
+    }
+    uint32_t st = csp__waiter_wait(w, deadline, reason);
+    if (r == 0)
+        csp__ctx_watch_del(&wt); /* takes the ctx lock: a firing watch has finished */
     return st;
 }
 

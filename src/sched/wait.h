@@ -39,7 +39,8 @@
 #include "sched.h"
 
 enum { CSP__W_WAITING = 0, CSP__W_WOKEN = 1, CSP__W_TIMEDOUT = 2, CSP__W_SHUTDOWN = 3,
-       CSP__W_CLAIMED = 4 /* a waker won it and is still filling it in */ };
+       CSP__W_CLAIMED = 4 /* a waker won it and is still filling it in */,
+       CSP__W_CANCELED = 5 /* its context is done (csp__waiter_wait_ctx) */ };
 
 struct csp__waiter {
     csp__task_t      *task;    /* NULL: plain thread */
@@ -79,6 +80,13 @@ static inline bool csp__waiter_claim(csp__waiter_t *w)
                                                    memory_order_acquire, memory_order_relaxed);
 }
 void csp__waiter_complete(csp__waiter_t *w);
+
+/* csp__waiter_wait that also ends (CSP__W_CANCELED) when ctx is done; ctx
+ * NULL: plain csp__waiter_wait. If ctx is done already it returns
+ * CSP__W_CANCELED without blocking, unless a waker got w first. The caller
+ * maps CSP__W_CANCELED to csp_ctx_err(ctx). */
+uint32_t csp__waiter_wait_ctx(csp__waiter_t *w, csp_ctx_t *ctx, csp_time_t deadline,
+                              const char *reason);
 
 /* Tries to finish w with state st. True if this call did it (and woke it). */
 bool csp__waiter_wake(csp__waiter_t *w, uint32_t st);
