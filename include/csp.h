@@ -13,5 +13,6 @@
 #include "csp/sync.h"
 #include "csp/chan.h"
 #include "csp/timer.h"
+#include "csp/error.h"
 
 #endif /* CSP_H */
