@@ -102,10 +102,23 @@ static csp__sudog_t *waitq_claim(csp__waitq_t *q)
     return NULL;
 }
 
+/* Element copies: the common small sizes inline (no call to memcpy). */
+static inline void copy_bytes(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 1: memcpy(dst, src, 1); break;
+    case 2: memcpy(dst, src, 2); break;
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
 static inline void copy_elem(csp_chan_t *c, void *dst, const void *src)
 {
     if (c->elem_size && dst)
-        memcpy(dst, src, c->elem_size);
+        copy_bytes(dst, src, c->elem_size);
 }
 
 static inline void zero_elem(csp_chan_t *c, void *dst)
