@@ -46,7 +46,9 @@ typedef struct csp__sudog {
 } csp__sudog_t;
 
 typedef struct {
-    csp__sudog_t *head, *tail;
+    csp__sudog_t    *head, *tail;
+    _Atomic uint32_t n;   /* queued sudogs (incl. stale ones); written under the
+                           * lock, read racily as a readiness hint */
 } csp__waitq_t;
 
 struct csp_chan {
@@ -74,6 +76,8 @@ static void waitq_push(csp__waitq_t *q, csp__sudog_t *sg)
         q->head = sg;
     q->tail = sg;
     sg->queued = true;
+    atomic_store_explicit(&q->n, atomic_load_explicit(&q->n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 static void waitq_remove(csp__waitq_t *q, csp__sudog_t *sg)
@@ -88,6 +92,8 @@ static void waitq_remove(csp__waitq_t *q, csp__sudog_t *sg)
         q->tail = sg->prev;
     sg->next = sg->prev = NULL;
     sg->queued = false;
+    atomic_store_explicit(&q->n, atomic_load_explicit(&q->n, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
 }
 
 /* The first sudog whose waiter we can claim; drops the ones we can't. */
@@ -130,6 +136,35 @@ static inline void zero_elem(csp_chan_t *c, void *dst)
 static inline char *slot(csp_chan_t *c, size_t i)
 {
     return c->buf + i * c->elem_size;
+}
+
+/* ---- lock-free readiness (Go's chan.go empty()/full()) ----
+ * One racy read each, valid at the moment it is made thanks to the queue
+ * invariants at the top: a buffered channel with qcount == 0 has no
+ * claimable sender, and with qcount == cap no claimable receiver. Stale
+ * (unclaimable) sudogs only make a channel look ready when it is not, which
+ * costs a locked attempt, never a wrong answer. acquire: orders the closed
+ * load after this one (Go's "not ready, then not closed" argument). */
+static inline bool recv_not_ready(const csp_chan_t *c)
+{
+    if (c->cap)
+        return atomic_load_explicit(&c->qcount, memory_order_acquire) == 0;
+    return atomic_load_explicit(&c->sendq.n, memory_order_acquire) == 0;
+}
+
+static inline bool send_not_ready(const csp_chan_t *c)
+{
+    if (c->cap)
+        return atomic_load_explicit(&c->qcount, memory_order_acquire) == c->cap;
+    return atomic_load_explicit(&c->recvq.n, memory_order_acquire) == 0;
+}
+
+/* True when an operation in direction dir would certainly block now. */
+static inline bool would_block(const csp_chan_t *c, int dir)
+{
+    if (dir == CSP_SEND ? !send_not_ready(c) : !recv_not_ready(c))
+        return false;
+    return !atomic_load_explicit(&c->closed, memory_order_relaxed);
 }
 
 /* Completes a claimed sudog's waiter as case sg->index. Call after unlock. */
@@ -309,6 +344,8 @@ static int chan_op(csp_chan_t *c, int dir, void *elem, csp_time_t deadline, csp_
 {
     if (!c || (dir == CSP_SEND && !elem && c->elem_size))
         return CSP_EINVAL;
+    if (deadline == 0 && would_block(c, dir))
+        return CSP_EAGAIN; /* a failing poll takes no lock (Go's fast path) */
     int status;
     csp__sudog_t *wake = NULL;
     csp__spin_lock(&c->lock);
@@ -541,6 +578,50 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
         np++;
         lockorder[nl++] = (uint16_t)i;
     }
+    /* the context is one more case, at a random place in the poll order */
+    size_t ctxpos = SIZE_MAX;
+    if (ctx)
+        ctxpos = biased ? np : (size_t)(((select_rand() >> 32) * (uint64_t)(np + 1)) >> 32);
+
+    int result;
+    /* Fast pass (not in Go): take only the lock of the first case that looks
+     * ready (a racy hint, see would_block). Several ready cases still give a
+     * uniform choice: the scan follows pollorder. Only if none looks ready
+     * (or the ones that did raced away) are all the locks taken. */
+    for (size_t p = 0; p <= np; p++) {
+        if (p == ctxpos) {
+            int e = csp_ctx_err(ctx);
+            if (e) {
+                result = e;
+                goto out;
+            }
+        }
+        if (p == np)
+            break;
+        int i = pollorder[p];
+        csp_case_t *k = &cases[i];
+        if (would_block(k->chan, k->dir))
+            continue;
+        int status;
+        csp__sudog_t *wake = NULL;
+        csp__spin_lock(&k->chan->lock);
+        bool done = k->dir == CSP_SEND ? try_send_locked(k->chan, k->buf, &status, &wake)
+                                       : try_recv_locked(k->chan, k->buf, &status, &wake);
+        csp__spin_unlock(&k->chan->lock);
+        if (done) {
+            if (wake)
+                finish(wake);
+            k->status = status;
+            result = i;
+            goto out;
+        }
+    }
+    if (deadline == 0 && np <= 1 && !ctx) {
+        /* one channel: its observation above is exact (Go's poll fast path) */
+        result = CSP_EAGAIN;
+        goto out;
+    }
+
     /* lockorder: by channel address (insertion sort: n is small) */
     for (size_t i = 1; i < nl; i++) {
         uint16_t x = lockorder[i];
@@ -552,12 +633,6 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
         lockorder[j] = x;
     }
 
-    /* the context is one more case, at a random place in the poll order */
-    size_t ctxpos = SIZE_MAX;
-    if (ctx)
-        ctxpos = biased ? np : (size_t)(((select_rand() >> 32) * (uint64_t)(np + 1)) >> 32);
-
-    int result;
     lock_all(cases, lockorder, nl);
     for (size_t p = 0; p <= np; p++) {
         if (p == ctxpos) {
