@@ -320,6 +320,7 @@ static void unlink_sudog(csp__sudog_t *sg, int dir)
     if (sg->queued)
         waitq_remove(dir == CSP_SEND ? &c->sendq : &c->recvq, sg);
     csp__spin_unlock(&c->lock);
+    csp_chan_release(c); /* the blocked operation's reference (see chan_op) */
 }
 
 static void unlink_send(csp__waiter_t *w) { unlink_sudog(w->obj, CSP_SEND); }
@@ -381,15 +382,24 @@ static int chan_op(csp_chan_t *c, int dir, void *elem, csp_time_t deadline, csp_
     csp__sudog_t sg = { .w = &w, .c = c, .elem = elem, .index = 0, .status = 0 };
     w.obj = &sg;
     w.unlink = dir == CSP_SEND ? unlink_send : unlink_recv;
+    /* A blocked operation keeps its channel alive (Go's GC does): the caller
+     * may drop its reference while we wait, and a task the runtime frees
+     * while blocked (or woken but not yet run) is unlinked from a channel
+     * that must still exist. relaxed: we hold a reference through the
+     * caller, and the release below is acq_rel. */
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     waitq_push(dir == CSP_SEND ? &c->sendq : &c->recvq, &sg);
     csp__spin_unlock(&c->lock);
     uint32_t st = csp__waiter_wait_ctx(&w, ctx, deadline, dir == CSP_SEND ? "chan send" : "chan recv");
-    if (st == CSP__W_WOKEN)
+    if (st == CSP__W_WOKEN) {
+        csp_chan_release(c);
         return sg.status;
+    }
     csp__spin_lock(&c->lock);
     if (sg.queued)
         waitq_remove(dir == CSP_SEND ? &c->sendq : &c->recvq, &sg);
     csp__spin_unlock(&c->lock);
+    csp_chan_release(c);
     return st == CSP__W_TIMEDOUT ? CSP_ETIMEDOUT
          : st == CSP__W_CANCELED ? csp_ctx_err(ctx)
                                  : csp__shutdown_err();
@@ -690,6 +700,7 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
         csp_case_t *k = &cases[i];
         csp__sudog_t *sg = &sgs[i];
         *sg = (csp__sudog_t){ .w = &w, .c = k->chan, .elem = k->buf, .index = i };
+        atomic_fetch_add_explicit(&k->chan->refs, 1, memory_order_relaxed); /* as in chan_op */
         waitq_push(k->dir == CSP_SEND ? &k->chan->sendq : &k->chan->recvq, sg);
     }
     unlock_all(cases, lockorder, nl);
@@ -704,6 +715,8 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
                          sg);
     }
     unlock_all(cases, lockorder, nl);
+    for (size_t l = 0; l < nl; l++)
+        csp_chan_release(cases[lockorder[l]].chan);
     if (st == CSP__W_WOKEN) {
         result = w.result;
         cases[result].status = sgs[result].status;

@@ -840,6 +840,16 @@ static csp__task_t *find_runnable(csp__worker_t *w)
 
         /* going to sleep. Read the futex word before the re-check. */
         uint32_t seq = atomic_load_explicit(&w->park_seq, memory_order_acquire);
+        /* A csp__wakep may have popped us off the idle list (we had put
+         * ourselves there in an earlier round and then found work) and made
+         * us the spinning worker: it stores wake_spinning, then kicks. If our
+         * seq already includes that kick, the acquire above makes the store
+         * visible here and we must take the role instead of sleeping on the
+         * new seq (the spinning count would stay 1 for good, and no worker
+         * would ever be woken again). If it does not, futex_wait returns at
+         * once. Found by the channel fuzzer (tests/fuzz). */
+        if (atomic_load_explicit(&w->wake_spinning, memory_order_relaxed))
+            continue;
         pthread_mutex_lock(&csp__rt.idle_lock);
         if (atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed)) {
             pthread_mutex_unlock(&csp__rt.idle_lock);
