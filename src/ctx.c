@@ -583,8 +583,9 @@ CSP_EXTERN csp_ctx_func_t *csp_ctx_after_func(csp_ctx_t *ctx, void (*fn)(void *)
         atomic_store_explicit(&f->state, AF_STARTED, memory_order_relaxed);
         af_start(f);
     } else if (r == 1) {
-        /* never cancelled: it can never run; keep only the caller's ref */
-        atomic_store_explicit(&f->state, AF_STOPPED, memory_order_relaxed);
+        /* never cancelled: it can never run, but stays "pending" (stop
+         * returns 1, as Go's does for Background); nothing is registered, so
+         * only the caller's reference remains (f->ctx is NULL) */
         atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
     }
     return f;
@@ -598,11 +599,13 @@ CSP_EXTERN int csp_ctx_func_stop(csp_ctx_func_t *f)
     if (!atomic_compare_exchange_strong_explicit(&f->state, &exp, AF_STOPPED, memory_order_acq_rel,
                                                  memory_order_relaxed))
         return 0;
-    csp__ctx_watch_del(&f->watch);
     csp_ctx_t *c = f->ctx;
-    f->ctx = NULL;
-    csp_ctx_release(c);
-    af_unref(f); /* the runtime's reference */
+    if (c) { /* registered: unregister and drop the runtime's reference */
+        csp__ctx_watch_del(&f->watch);
+        f->ctx = NULL;
+        csp_ctx_release(c);
+        af_unref(f);
+    }
     return 1;
 }
 

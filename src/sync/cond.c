@@ -41,6 +41,7 @@
  * only while `lock` is free; wakes happen after it is released.
  */
 #include "../sched/wait.h"
+#include "sync_internal.h"
 
 typedef struct {
     _Atomic uint32_t nwait;
@@ -57,9 +58,6 @@ typedef struct {
     bool          queued; /* under lock */
 } cwaiter_t;
 
-/* mutex.c (hidden) */
-bool csp__mutex_is_locked(csp_mutex_t *m);
-int  csp__mutex_lock_nofail(csp_mutex_t *m);
 
 static inline cwaiter_t *cw_of(csp__waiter_t *w)
 {

@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "../sched/wait.h"
+#include "sync_internal.h"
 
 typedef struct {
     _Atomic uint32_t state;
@@ -97,9 +98,6 @@ typedef struct {
     bool          queued; /* on the queue; under qlock */
 } mwaiter_t;
 
-/* Hidden helpers for cond.c (declared there too). */
-bool csp__mutex_is_locked(csp_mutex_t *m);
-int  csp__mutex_lock_nofail(csp_mutex_t *m);
 
 static inline mwaiter_t *mw_of(csp__waiter_t *w)
 {
