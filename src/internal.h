@@ -16,7 +16,13 @@
 /* noipa: the compiler may neither inline nor draw conclusions about the
  * function's result (e.g. that two calls return the same thread-local
  * address); used for every accessor of worker-local state. */
-#define CSP__NOIPA       __attribute__((noinline, noipa))
+#if defined(__clang__)
+/* clang has no noipa: noinline + optnone keeps the body opaque; callers
+ * still can't merge calls across a task switch (an opaque call) */
+#  define CSP__NOIPA     __attribute__((noinline, optnone))
+#else
+#  define CSP__NOIPA     __attribute__((noinline, noipa))
+#endif
 #define CSP__UNUSED      __attribute__((unused))
 #define CSP__STATIC_ASSERT(c, msg) _Static_assert(c, msg)
 
