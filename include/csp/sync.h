@@ -43,7 +43,9 @@ typedef struct csp_mutex { uint64_t _opaque[4]; } csp_mutex_t;
 CSP_EXTERN int csp_mutex_lock(csp_mutex_t *m);
 /* 0 if it locked m, CSP_EAGAIN if m is held, CSP_EINVAL (NULL). Never blocks. */
 CSP_EXTERN int csp_mutex_trylock(csp_mutex_t *m);
-/* Like lock, giving up at deadline: CSP_ETIMEDOUT (m not acquired). */
+/* Like lock, giving up at deadline: CSP_ETIMEDOUT (m not acquired). A
+ * deadline of 0 polls (CSP_EAGAIN if m is held, like trylock); a deadline
+ * already past still makes one attempt. */
 CSP_EXTERN int csp_mutex_lock_until(csp_mutex_t *m, csp_time_t deadline);
 /* Unlocks m, waking one waiter. 0, CSP_EINVAL (NULL or not locked: m is left
  * unchanged). Never blocks. */
@@ -54,7 +56,8 @@ CSP_EXTERN int csp_mutex_unlock(csp_mutex_t *m);
  * are not starved; readers waiting behind a writer get in when it unlocks. */
 typedef struct csp_rwmutex { uint64_t _opaque[8]; } csp_rwmutex_t;
 #define CSP_RWMUTEX_INIT {{0, 0, 0, 0, 0, 0, 0, 0}}
-/* Shared lock. 0, CSP_EINVAL (NULL), CSP_ESHUTDOWN. May block. */
+/* Shared lock. 0, CSP_EINVAL (NULL; or 2^30-1 readers already), CSP_ESHUTDOWN.
+ * May block. */
 CSP_EXTERN int csp_rwmutex_rlock(csp_rwmutex_t *m);
 /* 0 or CSP_EAGAIN (a writer holds or waits for it). Never blocks. */
 CSP_EXTERN int csp_rwmutex_tryrlock(csp_rwmutex_t *m);
@@ -78,7 +81,9 @@ typedef struct csp_cond { uint64_t _opaque[4]; } csp_cond_t;
  * returning, whatever the result. 0, CSP_EINVAL (NULL c or m, or m not
  * locked), CSP_ESHUTDOWN. Blocks. */
 CSP_EXTERN int csp_cond_wait(csp_cond_t *c, csp_mutex_t *m);
-/* Like wait, giving up at deadline with CSP_ETIMEDOUT (m relocked). */
+/* Like wait, giving up at deadline with CSP_ETIMEDOUT (m relocked). A
+ * deadline of 0 returns CSP_EAGAIN and one already past CSP_ETIMEDOUT, in
+ * both cases without releasing m. */
 CSP_EXTERN int csp_cond_wait_until(csp_cond_t *c, csp_mutex_t *m, csp_time_t deadline);
 /* Wakes the longest-waiting waiter, if any. 0, CSP_EINVAL. Never blocks. */
 CSP_EXTERN int csp_cond_signal(csp_cond_t *c);
@@ -93,7 +98,7 @@ typedef struct csp_once { uint64_t _opaque[4]; } csp_once_t;
  * CSP_EINVAL (NULL once or fn), CSP_ESHUTDOWN. fn must not call csp_once on
  * the same once (deadlock, as in Go). */
 CSP_EXTERN int csp_once(csp_once_t *once, void (*fn)(void *), void *arg);
-/* 1 if fn has completed. Never blocks. */
+/* 1 if fn has completed, 0 if not, CSP_EINVAL for NULL. Never blocks. */
 CSP_EXTERN int csp_once_done(csp_once_t *once);
 
 /* ---- Pool (Go's sync.Pool) ----
@@ -110,6 +115,8 @@ typedef struct csp_pool {
 } csp_pool_t;
 #define CSP_POOL_INIT(new_fn, free_fn, arg) { (new_fn), (free_fn), (arg), {0, 0, 0, 0, 0} }
 #define CSP_POOL_SHARED_MAX 4096
+/* (With free_fn NULL, objects the pool drops -- beyond its bound, or at
+ * destroy -- are not freed: give a free_fn unless they are static.) */
 /* Initialises p (same as CSP_POOL_INIT). 0, CSP_EINVAL (p NULL). */
 CSP_EXTERN int csp_pool_init(csp_pool_t *p, void *(*new_fn)(void *arg),
                              void (*free_fn)(void *item, void *arg), void *arg);
@@ -184,6 +191,9 @@ typedef struct csp_singleflight { uint64_t _opaque[4]; } csp_singleflight_t;
 CSP_EXTERN int csp_singleflight_do(csp_singleflight_t *g, const void *key, size_t key_len,
                                    int (*fn)(void *arg, void *out), void *arg, void *out,
                                    size_t out_size, int *shared);
+/* (A follower whose leader's runtime stopped gets CSP_ESHUTDOWN with out and
+ * *shared untouched; fn calling do on its own key deadlocks, as in Go;
+ * key_len above UINT32_MAX is CSP_EINVAL.) */
 /* Forgets key: the next call runs fn again even if one is in flight.
  * 0, CSP_EINVAL. Never blocks. */
 CSP_EXTERN int csp_singleflight_forget(csp_singleflight_t *g, const void *key, size_t key_len);
