@@ -899,6 +899,12 @@ static csp__task_t *find_runnable(csp__worker_t *w)
                     atomic_store(&csp__rt.sleep_until, earliest);
                 }
                 deadline = earliest;
+            } else {
+                /* Another worker is the timer sleeper: make sure it sleeps no
+                 * later than the earliest timer we see (a ticker re-armed by
+                 * csp__timers_run, or a timer added to a busy worker's heap,
+                 * wakes nobody). Found by the steward/heartbeat tests. */
+                csp__timer_wake_sleeper(earliest);
             }
         }
         atomic_store_explicit(&w->sleeps, atomic_load_explicit(&w->sleeps, memory_order_relaxed) + 1,
