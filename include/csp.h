@@ -13,6 +13,8 @@
 #include "csp/sync.h"
 #include "csp/chan.h"
 #include "csp/timer.h"
+#include "csp/limiter.h"
+#include "csp/supervise.h"
 #include "csp/error.h"
 
 #endif /* CSP_H */
