@@ -52,7 +52,7 @@ enum { KIND_ROOT, KIND_CANCEL, KIND_VALUE, KIND_WITHOUT };
 struct csp_ctx {
     _Atomic int32_t  refs;
     uint8_t          kind;
-    bool             timer_armed;   /* set at creation, before publication */
+    bool             timer_armed;   /* under lock: set once by with_deadline */
     csp_ctx_t       *parent;        /* strong reference; NULL for roots */
     csp_ctx_t       *canc;          /* nearest CANCEL ancestor-or-self, or NULL */
     /* VALUE */
@@ -69,7 +69,9 @@ struct csp_ctx {
     csp__ctx_watch_t *watches;
     csp_ctx_t       *parent_canc;   /* the canc we are linked on (under its lock) */
     csp_ctx_t       *sib_next, *sib_prev;
-    bool             linked;
+    _Atomic bool     linked;        /* written under the parent canc's lock (release);
+                                     * read lock-free by unlink_from_parent: once
+                                     * false it never becomes true again */
     csp__timer_t     timer;
 };
 
@@ -96,7 +98,12 @@ static void rt_leave(void)
 
 static void timer_del(csp_ctx_t *c)
 {
-    if (c->timer_armed && rt_enter()) {
+    /* armed under c->lock (with_deadline), so read it under the lock; the
+     * delete itself happens outside every context lock */
+    csp__spin_lock(&c->lock);
+    bool armed = c->timer_armed;
+    csp__spin_unlock(&c->lock);
+    if (armed && rt_enter()) {
         csp__timer_del(&c->timer);
         rt_leave();
     }
@@ -127,10 +134,13 @@ CSP_EXTERN csp_ctx_t *csp_ctx_retain(csp_ctx_t *ctx)
 static void unlink_from_parent(csp_ctx_t *c)
 {
     csp_ctx_t *p = c->parent_canc;
-    if (!p)
+    /* acquire: pairs with the canceller's release store of false, its last
+     * access to c's links (a cancelled child skips the parent's lock: 10,000
+     * children exiting after a cancel don't all queue on it) */
+    if (!p || !atomic_load_explicit(&c->linked, memory_order_acquire))
         return;
     csp__spin_lock(&p->lock);
-    if (c->linked) {
+    if (atomic_load_explicit(&c->linked, memory_order_relaxed)) {
         if (c->sib_prev)
             c->sib_prev->sib_next = c->sib_next;
         else
@@ -138,7 +148,7 @@ static void unlink_from_parent(csp_ctx_t *c)
         if (c->sib_next)
             c->sib_next->sib_prev = c->sib_prev;
         c->sib_next = c->sib_prev = NULL;
-        c->linked = false;
+        atomic_store_explicit(&c->linked, false, memory_order_relaxed);
     }
     csp__spin_unlock(&p->lock);
 }
@@ -197,7 +207,6 @@ static bool cancel_one(csp_ctx_t *c, int err, int cause, csp_ctx_t **work)
     c->children = NULL;
     while (ch) {
         csp_ctx_t *next = ch->sib_next;
-        ch->linked = false;
         ch->sib_prev = NULL;
         if (try_retain(ch)) {
             ch->sib_next = *work;
@@ -205,6 +214,9 @@ static bool cancel_one(csp_ctx_t *c, int err, int cause, csp_ctx_t **work)
         } else {
             ch->sib_next = NULL; /* being freed by its last owner: nobody observes it */
         }
+        /* release: our last access to a child we did not retain (its
+         * release may free it as soon as it sees false) */
+        atomic_store_explicit(&ch->linked, false, memory_order_release);
         ch = next;
     }
     csp__spin_unlock(&c->lock);
@@ -305,7 +317,7 @@ static csp_ctx_t *new_cancel(csp_ctx_t *parent, csp_time_t deadline)
             atomic_store_explicit(&c->err, perr, memory_order_relaxed); /* not yet shared */
         } else {
             c->parent_canc = p;
-            c->linked = true;
+            atomic_store_explicit(&c->linked, true, memory_order_relaxed); /* not yet shared */
             c->sib_next = p->children;
             if (p->children)
                 p->children->sib_prev = c;
@@ -339,13 +351,19 @@ CSP_EXTERN csp_ctx_t *csp_ctx_with_deadline(csp_ctx_t *parent, csp_time_t deadli
         cancel_tree(c, CSP_EDEADLINE, CSP_EDEADLINE, true);
         return c;
     }
-    if (rt_enter()) {
+    /* Armed under c->lock: c is already linked on its parent, and a cancel
+     * racing with us either sees the timer armed (and deletes it after
+     * unlocking) or has cancelled c first (and no timer is armed). Lock
+     * order: ctx lock < timer heap lock (deadline_fn never takes a ctx lock). */
+    csp__spin_lock(&c->lock);
+    if (!atomic_load_explicit(&c->err, memory_order_relaxed) && rt_enter()) {
         c->timer.fn = deadline_fn;
         c->timer.arg = c;
         c->timer_armed = true;
         csp__timer_add(&c->timer, deadline);
         rt_leave();
     }
+    csp__spin_unlock(&c->lock);
     return c;
 }
 
