@@ -15,6 +15,7 @@
 #include "csp/timer.h"
 #include "csp/limiter.h"
 #include "csp/supervise.h"
+#include "csp/pipeline.h"
 #include "csp/error.h"
 
 #endif /* CSP_H */

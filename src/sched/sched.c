@@ -74,6 +74,7 @@ csp__task_t *csp__cur_task(void)
 
 static bool cq_empty(csp__worker_t *v);
 static csp__task_t *cq_pop(csp__worker_t *w);
+static csp__task_t *cq_steal(csp__worker_t *v);
 
 /* Owner only. Moves half of the local queue plus t to the global queue.
  * False if a thief raced us (retry the fast path). */
@@ -161,7 +162,13 @@ static csp__task_t *runq_get(csp__worker_t *w)
                                                     memory_order_relaxed))
             return t;
     }
-    /* the queue was empty: runnext and continuations, even past the streak limit */
+    /* The FIFO queue was empty. Past the streak limit, the OLDEST displaced
+     * task goes first: a tight cycle of tasks readying each other through
+     * runnext would otherwise starve the older ones on the LIFO deque
+     * forever (there is no preemption to break the cycle, as Go's sysmon
+     * does). Found by the pipeline stress test at 1 worker. */
+    if (w->runnext_streak == 0 && (next = cq_steal(w)))
+        return next;
     next = atomic_load_explicit(&w->runnext, memory_order_relaxed);
     if (next && atomic_compare_exchange_strong_explicit(&w->runnext, &next, NULL,
                                                         memory_order_acquire, memory_order_relaxed))
