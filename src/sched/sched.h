@@ -96,6 +96,10 @@ struct csp__task {
     struct csp__stack_pool *pool;
     uint16_t         has_guard;
     uint16_t         first_in_chunk; /* its canary is the chunk's zero leading page */
+    /* 1 from spawn until it first runs (written by the spawner, then by the
+     * task itself; read by whoever displaces it from a runnext, which it is
+     * in only while not running). See runq_put. */
+    uint16_t         fresh;
     /* 1 from spawn to exit: store-release once the task is initialised,
      * load-acquire by slot walkers (shutdown sweep, teardown, dumps) */
     _Atomic uint32_t live;
