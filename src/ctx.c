@@ -52,7 +52,7 @@ enum { KIND_ROOT, KIND_CANCEL, KIND_VALUE, KIND_WITHOUT };
 struct csp_ctx {
     _Atomic int32_t  refs;
     uint8_t          kind;
-    bool             timer_armed;   /* under lock: set once by with_deadline */
+    _Atomic bool     timer_armed;   /* set once by with_deadline under lock (release) */
     csp_ctx_t       *parent;        /* strong reference; NULL for roots */
     csp_ctx_t       *canc;          /* nearest CANCEL ancestor-or-self, or NULL */
     /* VALUE */
@@ -98,11 +98,12 @@ static void rt_leave(void)
 
 static void timer_del(csp_ctx_t *c)
 {
-    /* armed under c->lock (with_deadline), so read it under the lock; the
-     * delete itself happens outside every context lock */
-    csp__spin_lock(&c->lock);
-    bool armed = c->timer_armed;
-    csp__spin_unlock(&c->lock);
+    /* Set (release) under c->lock by with_deadline, only while c is not
+     * cancelled. Our callers either own c alone (last release) or have just
+     * cancelled it under c->lock (cancel_one), so an arming that happened
+     * is visible here and none can follow. The delete itself happens
+     * outside every context lock. */
+    bool armed = atomic_load_explicit(&c->timer_armed, memory_order_acquire);
     if (armed && rt_enter()) {
         csp__timer_del(&c->timer);
         rt_leave();
@@ -359,8 +360,8 @@ CSP_EXTERN csp_ctx_t *csp_ctx_with_deadline(csp_ctx_t *parent, csp_time_t deadli
     if (!atomic_load_explicit(&c->err, memory_order_relaxed) && rt_enter()) {
         c->timer.fn = deadline_fn;
         c->timer.arg = c;
-        c->timer_armed = true;
         csp__timer_add(&c->timer, deadline);
+        atomic_store_explicit(&c->timer_armed, true, memory_order_release);
         rt_leave();
     }
     csp__spin_unlock(&c->lock);
