@@ -181,9 +181,13 @@ CSP_EXTERN void csp_ctx_release(csp_ctx_t *ctx)
 /* Cancels one CANCEL context: sets err/cause, fires watches, closes done,
  * and detaches the children that must be cancelled too (retained, linked
  * through sib_next) onto *work. Returns false if it was already done. */
-static void af_run_deferred(void);
+typedef struct csp_ctx_func csp_ctx_func_t;
+static void af_watch_fn(csp__ctx_watch_t *wt);
+static bool af_claim(csp__ctx_watch_t *wt, csp_ctx_func_t **deferred);
+static void af_run_deferred(csp_ctx_func_t *list);
 
-static bool cancel_one(csp_ctx_t *c, int err, int cause, csp_ctx_t **work)
+static bool cancel_one(csp_ctx_t *c, int err, int cause, csp_ctx_t **work,
+                       csp_ctx_func_t **deferred)
 {
     csp__spin_lock(&c->lock);
     if (atomic_load_explicit(&c->err, memory_order_relaxed)) {
@@ -201,7 +205,13 @@ static bool cancel_one(csp_ctx_t *c, int err, int cause, csp_ctx_t **work)
     while (wt) {
         csp__ctx_watch_t *next = wt->next; /* the fn may free wt once it returns */
         wt->linked = false;
-        wt->fn(wt);
+        /* after-functions are started once no lock is held (they spawn, or
+         * run inline without a runtime), from the canceller's own list: a
+         * value_free that parks may resume this task on another thread */
+        if (wt->fn == af_watch_fn)
+            af_claim(wt, deferred);
+        else
+            wt->fn(wt);
         wt = next;
     }
     csp_ctx_t *ch = c->children;
@@ -228,7 +238,8 @@ static bool cancel_one(csp_ctx_t *c, int err, int cause, csp_ctx_t **work)
 static void cancel_tree(csp_ctx_t *c, int err, int cause, bool detach)
 {
     csp_ctx_t *work = NULL;
-    if (!cancel_one(c, err, cause, &work))
+    csp_ctx_func_t *deferred = NULL;
+    if (!cancel_one(c, err, cause, &work, &deferred))
         return;
     if (detach)
         unlink_from_parent(c); /* Go's removeChild: only for the root of the cancel */
@@ -237,11 +248,11 @@ static void cancel_tree(csp_ctx_t *c, int err, int cause, bool detach)
         csp_ctx_t *x = work;
         work = x->sib_next;
         x->sib_next = NULL;
-        if (cancel_one(x, err, cause, &work))
+        if (cancel_one(x, err, cause, &work, &deferred))
             timer_del(x);
         csp_ctx_release(x);
     }
-    af_run_deferred();
+    af_run_deferred(deferred);
 }
 
 CSP_EXTERN void csp_ctx_cancel_cause(csp_ctx_t *ctx, int cause)
@@ -528,14 +539,8 @@ struct csp_ctx_func {
     void             *arg;
     csp_ctx_t        *ctx;     /* retained until started or stopped */
     csp__ctx_watch_t  watch;
-    struct csp_ctx_func *run_next; /* af_deferred list */
+    struct csp_ctx_func *run_next; /* a canceller's deferred list */
 };
-
-/* Functions whose context was cancelled by this thread's cancel_tree, to be
- * started once it holds no lock. Only touched between a cancel_one and the
- * end of that cancel_tree, which never switches tasks, so a thread-local is
- * safe here. */
-static __thread csp_ctx_func_t *af_deferred;
 
 static void af_unref(csp_ctx_func_t *f)
 {
@@ -560,26 +565,36 @@ static void af_start(csp_ctx_func_t *f)
         af_task(f); /* no runtime: run it on this thread (documented) */
 }
 
-static void af_run_deferred(void)
+static void af_run_deferred(csp_ctx_func_t *list)
 {
-    csp_ctx_func_t *f;
-    while ((f = af_deferred)) {
-        af_deferred = f->run_next;
+    while (list) {
+        csp_ctx_func_t *f = list;
+        list = f->run_next;
         af_start(f);
     }
 }
 
-/* Watch callback (under the ctx lock): claim the run; start it later. */
-static void af_watch_fn(csp__ctx_watch_t *wt)
+/* Under the ctx lock: claim the run (against csp_ctx_func_stop) and put f
+ * on the canceller's list. */
+static bool af_claim(csp__ctx_watch_t *wt, csp_ctx_func_t **deferred)
 {
     csp_ctx_func_t *f = wt->arg;
     uint32_t exp = AF_PENDING;
     /* acq_rel: against csp_ctx_func_stop's CAS */
     if (!atomic_compare_exchange_strong_explicit(&f->state, &exp, AF_STARTED, memory_order_acq_rel,
                                                  memory_order_relaxed))
-        return;
-    f->run_next = af_deferred;
-    af_deferred = f;
+        return false;
+    f->run_next = *deferred;
+    *deferred = f;
+    return true;
+}
+
+/* The watch function of an after-function: never called (cancel_one
+ * recognises it and calls af_claim); its address marks the watch. */
+static void af_watch_fn(csp__ctx_watch_t *wt)
+{
+    (void)wt;
+    CSP__ASSERT(!"af_watch_fn is not called");
 }
 
 CSP_EXTERN csp_ctx_func_t *csp_ctx_after_func(csp_ctx_t *ctx, void (*fn)(void *), void *arg)
