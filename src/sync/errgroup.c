@@ -6,7 +6,9 @@
  *   sem      the concurrency limit, when has_limit (csp_sem_t)
  *   err      the first non-zero result: one CAS from 0 (acq_rel; read by
  *            wait after csp_wg_wait, which orders it)
- *   ctx      the derived context (owned by the group), or NULL
+ *   ctx      the derived context (owned by the group), or NULL; taken
+ *            (exchanged to NULL, acq_rel) by the one csp_errgroup_wait that
+ *            cancels and releases it: several tasks may wait at once (Go)
  *   active   functions started and not finished (relaxed counter; only
  *            set_limit reads it, to refuse changing a busy group)
  *   has_limit  written by set_limit only while no function runs
@@ -23,7 +25,7 @@ typedef struct {
     csp_sem_t       sem;
     _Atomic int     err;
     int             has_limit;
-    csp_ctx_t      *ctx;
+    csp_ctx_t *_Atomic ctx;
     _Atomic int64_t active;
 } eg_impl_t;
 
@@ -49,10 +51,12 @@ CSP_EXTERN int csp_errgroup_with_ctx(csp_errgroup_t *g, csp_ctx_t *parent, csp_c
         return CSP_EINVAL;
     memset(g, 0, sizeof *g);
     eg_impl_t *e = (eg_impl_t *)g;
-    e->ctx = csp_ctx_with_cancel(parent);
-    if (!e->ctx)
+    csp_ctx_t *c = csp_ctx_with_cancel(parent);
+    if (!c)
         return CSP_ENOMEM;
-    *ctx_out = e->ctx;
+    /* relaxed: published to the functions' tasks by their spawn */
+    atomic_store_explicit(&e->ctx, c, memory_order_relaxed);
+    *ctx_out = c;
     return 0;
 }
 
@@ -79,9 +83,13 @@ static void eg_task(void *arg)
         int exp = 0;
         /* acq_rel: first error wins; wait reads it after csp_wg_wait */
         if (atomic_compare_exchange_strong_explicit(&e->err, &exp, r, memory_order_acq_rel,
-                                                    memory_order_relaxed) &&
-            e->ctx)
-            csp_ctx_cancel_cause(e->ctx, r);
+                                                    memory_order_relaxed)) {
+            /* relaxed: set before our spawn; wait takes it only after our
+             * csp_wg_done */
+            csp_ctx_t *ctx = atomic_load_explicit(&e->ctx, memory_order_relaxed);
+            if (ctx)
+                csp_ctx_cancel_cause(ctx, r);
+        }
     }
     if (e->has_limit)
         csp_sem_release(&e->sem, 1);
@@ -131,10 +139,12 @@ CSP_EXTERN int csp_errgroup_wait(csp_errgroup_t *g)
     int r = csp_wg_wait(&e->wg);
     if (r)
         return r;
-    if (e->ctx) {
-        csp_ctx_cancel(e->ctx); /* Go cancels the derived context when Wait returns */
-        csp_ctx_release(e->ctx);
-        e->ctx = NULL;
+    /* acq_rel: of several concurrent waiters exactly one takes the context
+     * (a second cancel + release would be a use after free) */
+    csp_ctx_t *ctx = atomic_exchange_explicit(&e->ctx, NULL, memory_order_acq_rel);
+    if (ctx) {
+        csp_ctx_cancel(ctx); /* Go cancels the derived context when Wait returns */
+        csp_ctx_release(ctx);
     }
     return atomic_load_explicit(&e->err, memory_order_acquire);
 }
