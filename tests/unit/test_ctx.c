@@ -375,6 +375,7 @@ static void rr_holder(void *arg)
         csp_yield();
     /* the creator released its reference: still alive, still not done */
     TCHECK_EQ(csp_ctx_err(c), 0);
+    atomic_store(&rr_phase, 2); /* checked: the creator may cancel now */
     TCHECK_EQ(csp_ctx_wait(c), CSP_ECANCELED); /* parent's cancel reaches it */
     TCHECK_EQ(csp_ctx_cause(c), -31);
     csp_ctx_release(c);
@@ -392,7 +393,9 @@ static void rr_main(void *arg)
     csp_ctx_release(c);
     csp_ctx_release(c); /* ours are gone; the holder's remains */
     atomic_store(&rr_phase, 1);
-    csp_sleep(2 * MS);
+    while (atomic_load(&rr_phase) != 2) /* the holder has seen it not done */
+        csp_yield();
+    csp_sleep(2 * MS); /* mostly: the holder is parked in csp_ctx_wait */
     csp_ctx_cancel_cause(p, -31);
     csp_ctx_release(p);
 }
