@@ -75,6 +75,47 @@ csp__task_t *csp__cur_task(void)
 static bool cq_empty(csp__worker_t *v);
 static csp__task_t *cq_pop(csp__worker_t *w);
 
+/* gq_lock held: room for n more tasks. False if out of memory. */
+static bool gq_reserve(uint32_t n)
+{
+    uint32_t len = atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed);
+    if (len + n <= csp__rt.gq_cap)
+        return true;
+    uint32_t cap = csp__rt.gq_cap ? csp__rt.gq_cap : 256;
+    while (cap < len + n)
+        cap *= 2;
+    csp__task_t **nb = malloc((size_t)cap * sizeof *nb);
+    if (!nb)
+        return false;
+    for (uint32_t i = 0; i < len; i++)
+        nb[i] = csp__rt.gq_buf[(csp__rt.gq_first + i) % csp__rt.gq_cap];
+    free(csp__rt.gq_buf);
+    csp__rt.gq_buf = nb;
+    csp__rt.gq_cap = cap;
+    csp__rt.gq_first = 0;
+    return true;
+}
+
+/* gq_lock held, room reserved. */
+static inline void gq_append_locked(csp__task_t *t)
+{
+    uint32_t len = atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed);
+    csp__rt.gq_buf[(csp__rt.gq_first + len) % csp__rt.gq_cap] = t;
+    atomic_store_explicit(&csp__rt.gq_n, len + 1, memory_order_relaxed);
+}
+
+/* Locks gq_lock with room for n more tasks (retrying while out of memory:
+ * rare, and the queue only ever needs a bounded batch at a time). */
+static void gq_lock_room(uint32_t n)
+{
+    pthread_mutex_lock(&csp__rt.gq_lock);
+    while (CSP__UNLIKELY(!gq_reserve(n))) {
+        pthread_mutex_unlock(&csp__rt.gq_lock);
+        sched_yield();
+        pthread_mutex_lock(&csp__rt.gq_lock);
+    }
+}
+
 /* Owner only. Moves half of the local queue plus t to the global queue.
  * False if a thief raced us (retry the fast path). */
 static bool runq_put_slow(csp__worker_t *w, csp__task_t *t, uint32_t h, uint32_t tl)
@@ -88,17 +129,9 @@ static bool runq_put_slow(csp__worker_t *w, csp__task_t *t, uint32_t h, uint32_t
                                                  memory_order_relaxed))
         return false;
     batch[n] = t;
-    for (uint32_t i = 0; i < n; i++)
-        batch[i]->next = batch[i + 1];
-    t->next = NULL;
-    pthread_mutex_lock(&csp__rt.gq_lock);
-    if (csp__rt.gq_tail)
-        csp__rt.gq_tail->next = batch[0];
-    else
-        csp__rt.gq_head = batch[0];
-    csp__rt.gq_tail = t;
-    atomic_store_explicit(&csp__rt.gq_n, atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed) + n + 1,
-                          memory_order_relaxed);
+    gq_lock_room(n + 1);
+    for (uint32_t i = 0; i <= n; i++)
+        gq_append_locked(batch[i]);
     pthread_mutex_unlock(&csp__rt.gq_lock);
     return true;
 }
@@ -302,14 +335,10 @@ static bool cq_empty(csp__worker_t *v)
 
 static void gq_put(csp__task_t *t)
 {
-    t->next = NULL;
-    pthread_mutex_lock(&csp__rt.gq_lock);
-    if (csp__rt.gq_tail)
-        csp__rt.gq_tail->next = t;
-    else
-        csp__rt.gq_head = t;
-    csp__rt.gq_tail = t;
-    atomic_store(&csp__rt.gq_n, atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed) + 1);
+    gq_lock_room(1);
+    uint32_t len = atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed);
+    csp__rt.gq_buf[(csp__rt.gq_first + len) % csp__rt.gq_cap] = t;
+    atomic_store(&csp__rt.gq_n, len + 1); /* seq_cst: the sleep protocol's re-check */
     pthread_mutex_unlock(&csp__rt.gq_lock);
 }
 
@@ -327,27 +356,19 @@ static csp__task_t *gq_get(csp__worker_t *w, uint32_t max)
         n = max;
     if (n > CSP__RUNQ_SIZE / 2)
         n = CSP__RUNQ_SIZE / 2;
-    csp__task_t *first = NULL;
+    csp__task_t *batch[CSP__RUNQ_SIZE / 2];
+    for (uint32_t i = 0; i < n; i++)
+        batch[i] = csp__rt.gq_buf[(csp__rt.gq_first + i) % csp__rt.gq_cap];
     if (n) {
-        first = csp__rt.gq_head;
-        csp__task_t *t = first;
-        for (uint32_t i = 1; i < n; i++)
-            t = t->next;
-        csp__rt.gq_head = t->next;
-        if (!csp__rt.gq_head)
-            csp__rt.gq_tail = NULL;
-        t->next = NULL;
+        csp__rt.gq_first = (csp__rt.gq_first + n) % csp__rt.gq_cap;
         atomic_store_explicit(&csp__rt.gq_n, avail - n, memory_order_relaxed);
     }
     pthread_mutex_unlock(&csp__rt.gq_lock);
-    if (!first)
+    if (!n)
         return NULL;
-    for (csp__task_t *t = first->next; t;) {
-        csp__task_t *nx = t->next;
-        runq_put(w, t, false);
-        t = nx;
-    }
-    return first;
+    for (uint32_t i = 1; i < n; i++)
+        runq_put(w, batch[i], false);
+    return batch[0];
 }
 
 /* ------------------------------------------------------------------ */
@@ -1332,6 +1353,9 @@ static void rt_free(void)
     }
     csp__stacks_destroy();
     pthread_mutex_destroy(&csp__rt.gq_lock);
+    free(csp__rt.gq_buf);
+    csp__rt.gq_buf = NULL;
+    csp__rt.gq_cap = csp__rt.gq_first = 0;
     pthread_mutex_destroy(&csp__rt.idle_lock);
     csp__rt.nworkers = 0;
 }
@@ -1359,7 +1383,8 @@ static int rt_setup(const csp_config_t *cfg)
     csp__rt.spawn_policy = cfg ? cfg->spawn_policy : CSP_SPAWN_HELP_FIRST;
     pthread_mutex_init(&csp__rt.gq_lock, NULL);
     pthread_mutex_init(&csp__rt.idle_lock, NULL);
-    csp__rt.gq_head = csp__rt.gq_tail = NULL;
+    csp__rt.gq_buf = NULL;
+    csp__rt.gq_cap = csp__rt.gq_first = 0;
     atomic_store(&csp__rt.gq_n, 0);
     csp__rt.idle_list = NULL;
     atomic_store(&csp__rt.npidle, 0);

@@ -192,7 +192,12 @@ typedef struct csp__runtime {
 
     /* global run queue: under gq_lock */
     pthread_mutex_t   gq_lock;
-    csp__task_t      *gq_head, *gq_tail;
+    /* global queue: a ring of task pointers, grown by doubling (under
+     * gq_lock). An array, not a list through the tasks: moving a batch of
+     * 128 tasks in or out touches no task struct (each in its own stack
+     * slot: a cache and TLB miss apiece). */
+    csp__task_t     **gq_buf;
+    uint32_t          gq_cap, gq_first;
     _Atomic uint32_t  gq_n;       /* written under gq_lock, read racily as a hint */
 
     /* idle workers: under idle_lock */
