@@ -93,13 +93,22 @@ void csp__futex_wake(_Atomic uint32_t *addr, int n)
 
 void csp__spin_lock_slow(csp__spinlock_t *l)
 {
+    /* Exponential backoff between attempts (1, 2, 4 ... 64 pauses): under
+     * contention fewer cores hammer the line the holder must write to
+     * unlock. After ~64 rounds the holder is probably descheduled
+     * (oversubscription): yield the thread. */
+    unsigned backoff = 1;
     for (unsigned spins = 0;; spins++) {
         if (!csp__load_relaxed(&l->v) &&
             !atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
             return;
-        if (spins < 64)
-            csp__cpu_relax();
-        else
-            sched_yield(); /* the holder may be descheduled (oversubscription) */
+        if (spins < 64) {
+            for (unsigned i = 0; i < backoff; i++)
+                csp__cpu_relax();
+            if (backoff < 64)
+                backoff <<= 1;
+        } else {
+            sched_yield();
+        }
     }
 }
