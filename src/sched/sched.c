@@ -199,8 +199,16 @@ static csp__task_t *runq_get(csp__worker_t *w)
         csp__task_t *t = atomic_load_explicit(&w->runq[h % CSP__RUNQ_SIZE], memory_order_relaxed);
         /* release: commits the consume */
         if (atomic_compare_exchange_strong_explicit(&w->runq_head, &h, h + 1, memory_order_release,
-                                                    memory_order_relaxed))
+                                                    memory_order_relaxed)) {
+            /* Warm the next task's struct (saved registers; its stack top is
+             * on the same page) while this one runs: every task lives in its
+             * own stack slot, so a burst of woken tasks is a string of
+             * cache and TLB misses. A stale slot only wastes the prefetch. */
+            if (h + 1 != tl)
+                __builtin_prefetch(
+                    atomic_load_explicit(&w->runq[(h + 1) % CSP__RUNQ_SIZE], memory_order_relaxed));
             return t;
+        }
     }
     /* the queue was empty: runnext and continuations, even past the streak limit */
     next = atomic_load_explicit(&w->runnext, memory_order_relaxed);
