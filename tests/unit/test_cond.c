@@ -30,24 +30,9 @@
 
 #include "task_check.h"
 #include "test_util.h"
+#include "thread_util.h"
 
 #include "task_join.h"
-
-static int all_zero(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i])
-            return 0;
-    return 1;
-}
-
-static void ms_sleep(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
 
 static csp_wg_t th_wg; /* plain threads of a run: a task waits on it (parks) */
 static const int nw3[] = { 1, 2, 4 };

@@ -36,13 +36,7 @@
 
 #include "task_check.h"
 #include "test_util.h"
-
-static void ms_sleep(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
+#include "thread_util.h"
 
 static uint64_t parks_now(void)
 {
