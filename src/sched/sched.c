@@ -262,10 +262,24 @@ static uint32_t runq_grab(csp__worker_t *v, csp__worker_t *w, uint32_t bh, bool 
     }
 }
 
-/* w steals from v. Returns a task to run, or NULL. */
+/* w steals from v. Returns a task to run, or NULL.
+ *
+ * The grab copies up to half of v's ring into w's ring past w's tail, which
+ * is only safe while w's ring is empty: with k tasks already there, k + n >
+ * CSP__RUNQ_SIZE wraps over w's own head and duplicates or loses tasks. A
+ * spinning worker's ring is not always empty here: the timers it runs (its
+ * own between spin rounds, a victim's in the last round) ready tasks into
+ * it, a burst of hundreds when many sleepers are due together. So w runs its
+ * own work first, as Go's stealWork re-checks runqget after checkTimers.
+ * Found with 10,000 sleepers on 8 workers (test_sleep) once idle workers were
+ * slowed down: a task ran twice, and its slot was freed twice. The test is
+ * test_timer_burst_then_steal (it crashes at once without this check). */
 static csp__task_t *runq_steal(csp__worker_t *w, csp__worker_t *v, bool steal_runnext)
 {
     uint32_t t = atomic_load_explicit(&w->runq_tail, memory_order_relaxed);
+    /* acquire: pairs with the release CAS of whoever last took from our head */
+    if (atomic_load_explicit(&w->runq_head, memory_order_acquire) != t)
+        return runq_get(w);
     uint32_t n = runq_grab(v, w, t, steal_runnext);
     if (n == 0)
         return NULL;

@@ -157,6 +157,60 @@ static void test_many_sleepers(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* a burst of timers readies hundreds of tasks into a spinning worker's run  */
+/* queue, which then steals: every task must run exactly once                */
+
+#define BURST 3000
+static atomic_int burst_runs[BURST];
+static csp_wg_t burst_wg;
+static csp_time_t burst_at;
+
+static void burst_task(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    /* all due within 1 ms of each other, so each heap fires in one burst */
+    TCHECK_EQ(csp_sleep_until(burst_at + (csp_duration_t)(i % 4) * 250 * CSP_MICROSECOND), 0);
+    atomic_fetch_add(&burst_runs[i], 1);
+    /* park again right away, so the workers go idle (and spin, and steal)
+     * while the burst is still being drained */
+    csp_yield();
+    atomic_fetch_add(&burst_runs[i], 1);
+    csp_wg_done(&burst_wg);
+}
+
+static void burst_main(void *arg)
+{
+    (void)arg;
+    burst_at = csp_now() + 20 * CSP_MILLISECOND;
+    TCHECK_EQ(csp_wg_add(&burst_wg, BURST), 0);
+    for (int i = 0; i < BURST; i++) {
+        TCHECK_EQ(csp_go(burst_task, (void *)(intptr_t)i), 0);
+        if (i % 64 == 63)
+            csp_yield(); /* spread the timers over the workers' heaps */
+    }
+    TCHECK_EQ(csp_wg_wait(&burst_wg), 0);
+}
+
+static void test_timer_burst_then_steal(void **state)
+{
+    (void)state;
+    static const int ws[] = { 4, 8 };
+    for (int rep = 0; rep < 6; rep++) {
+        memset(&burst_wg, 0, sizeof burst_wg);
+        for (int i = 0; i < BURST; i++)
+            atomic_store(&burst_runs[i], 0);
+        T_RUN(burst_main, NULL, ws[rep % 2], CSP_SPAWN_HELP_FIRST);
+        int bad = -1;
+        for (int i = 0; i < BURST && bad < 0; i++)
+            if (atomic_load(&burst_runs[i]) != 2)
+                bad = i;
+        if (bad >= 0)
+            fail_msg("rep %d: task %d ran its halves %d times (want 2)", rep, bad,
+                     atomic_load(&burst_runs[bad]));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* csp_sleep_until                                                           */
 
 static void until_main(void *arg)
@@ -438,6 +492,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sleep_accuracy),
         cmocka_unit_test(test_many_sleepers),
+        cmocka_unit_test(test_timer_burst_then_steal),
         cmocka_unit_test(test_sleep_until),
         cmocka_unit_test(test_sleep_zero_yields),
         cmocka_unit_test(test_sleep_while_busy),
