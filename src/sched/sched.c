@@ -843,6 +843,7 @@ static bool any_work_visible(csp__worker_t *self)
 static csp__task_t *find_runnable(csp__worker_t *w)
 {
     for (;;) {
+    again:
         if (atomic_load_explicit(&w->wake_spinning, memory_order_relaxed)) {
             atomic_store_explicit(&w->wake_spinning, 0, memory_order_relaxed);
             w->spinning = 1; /* counted in nspinning by wakep */
@@ -884,6 +885,8 @@ static csp__task_t *find_runnable(csp__worker_t *w)
                     goto found;
                 if (atomic_load_explicit(&csp__rt.interrupt, memory_order_relaxed))
                     break;
+                if (csp__stacks_prewarm())
+                    goto again; /* useful work done: look everywhere afresh */
                 csp_time_t now = csp_now();
                 if (round == 0)
                     spin_until = now + CSP__SPIN_NS;

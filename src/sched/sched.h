@@ -338,6 +338,11 @@ static inline void csp__stack_check(csp__task_t *t)
 /* Calls fn for every task slot ever mapped (world stopped). */
 void csp__stacks_foreach(void (*fn)(csp__task_t *t, void *arg), void *arg);
 void csp__stacks_stats(uint64_t *mapped, uint64_t *guards);
+/* An idle worker's chore: while tasks are being created faster than they
+ * exit, makes a few default-size slots ahead (their page faults off the
+ * spawner's path). Returns true if it did any work (the caller re-checks for
+ * tasks before going on). Cheap (one relaxed load) when there is nothing to do. */
+bool csp__stacks_prewarm(void);
 /* Installs the SIGSEGV handler that names overflowing tasks (once). */
 void csp__stack_install_handler(void);
 void csp__stack_thread_init(void);  /* sigaltstack for this worker */

@@ -12,23 +12,41 @@
  *   lo                                                           lo + S
  *   | guard page? | ...... stack (grows down) ...... | args | task | canary |
  *
- *   - guard page: PROT_NONE, while the guard budget lasts. Each guard splits
- *     the chunk's VMA (two more mappings), so guards stop at max_map_count/8;
- *     slots made later rely on the canary alone.
- *   - canary: 16 bytes at the very top of every slot, written once when the
- *     slot is made. A task that runs off the bottom of its stack first writes
- *     over the canary just below its lo (the top of the slot below, or the
- *     chunk's leading page for slot 0), which is checked at every switch away
- *     from the task. Keeping it at the top costs no extra page: a parked task
- *     with a shallow stack touches exactly one page.
+ *   - guard page: while the guard budget (max_map_count/8 slots) lasts. A
+ *     guard is a guard-region marker (MADV_GUARD_INSTALL, Linux 6.13) where
+ *     the kernel has them, else PROT_NONE by mprotect, which splits the
+ *     chunk's VMA (two more mappings: hence the budget). Slots made later
+ *     rely on the canary alone.
+ *   - canary: 16 bytes at the very top of every slot. A task that runs off
+ *     the bottom of its stack first writes over the canary just below its lo
+ *     (the top of the slot below, or the chunk's leading page for slot 0),
+ *     which is checked at every switch away from the task. Slot i's init
+ *     writes the canary that guards slot i (in slot i-1's top bytes), so a
+ *     slot is usable as soon as its own init is done, whatever order the
+ *     slots of a chunk are made in. Keeping it at the top costs no extra
+ *     page: a parked task with a shallow stack touches exactly one page.
  *   - task: the csp__task_t lives in the slot's top bytes, so a spawn costs one
  *     slot pop.
  *
- * Ownership: a slot is either handed out (its task is live or about to be
- * freed by a post-switch step), in one worker's cache (owner only), or on its
- * class's global free list (under pool->lock). Chunks are never unmapped
- * while the runtime runs, so a walk over them (dumps, the shutdown sweep, the
- * SIGSEGV handler) never touches unmapped memory.
+ * Ownership: a slot is either reserved (its index taken from the chunk under
+ * pool->lock, being made by the thread that reserved it, outside the lock),
+ * handed out (its task is live or about to be freed by a post-switch step),
+ * in one worker's cache (owner only), or on its class's global free list
+ * (under pool->lock). Chunks are never unmapped while the runtime runs, so a
+ * walk over them (dumps, the shutdown sweep, the SIGSEGV handler) never
+ * touches unmapped memory. A walk covers every reserved index; a slot still
+ * being made reads live == 0 (fresh mmap memory is zero, and init stores 0),
+ * so walkers skip it.
+ *
+ * Making a slot costs a page fault (its top page: task struct, canary) and,
+ * while the guard budget lasts, a guard install: about 3-4 us in a VM, more
+ * than the spawn itself. So slots are made outside pool->lock (two workers
+ * spawning fault in parallel), and an idle spinning worker prewarms: while
+ * the default class is hungry (tasks are being created faster than they
+ * exit: a take had to make new slots), csp__stacks_prewarm makes a few slots
+ * and puts them on the free list, up to CSP__WARM_MAX of them (256 KiB at the
+ * default size). A program that never holds more than 2 * CSP__CACHE_BATCH
+ * tasks at once never triggers it.
  */
 #define _GNU_SOURCE
 #include "sched.h"
@@ -60,7 +78,8 @@ typedef struct csp__chunk {
     char              *base;    /* first slot */
     size_t             slot_size;
     uint32_t           nslots;
-    _Atomic uint32_t   nused;   /* slots handed out at least once (bump index) */
+    _Atomic uint32_t   nused;   /* slots reserved (bump index): written under the
+                                 * pool's lock, read lock-free by walkers */
     struct csp__chunk *_Atomic next; /* published with release; walked lock-free */
 } csp__chunk_t;
 
@@ -75,6 +94,13 @@ typedef struct csp__stack_pool {
 static csp__stack_pool_t pools[CSP__NCLASS];
 static csp__chunk_t *_Atomic chunks;   /* all chunks, newest first */
 static _Atomic uint64_t nslots_mapped, nguards;
+/* Set (relaxed) by a take that had to make slots once the pool has made more
+ * than CSP__WARM_AFTER; cleared by a prewarm that finds the free list full.
+ * A hint only: a stale value costs one lock round trip or one missed batch. */
+static _Atomic uint32_t warm_hungry;
+#define CSP__WARM_MAX 64u      /* free slots a prewarm fills the pool up to */
+#define CSP__WARM_BATCH 8u     /* slots per prewarm call (~30 us of faults) */
+#define CSP__WARM_AFTER (2u * CSP__CACHE_BATCH)
 static uint64_t guard_budget;
 size_t csp__page_size;
 #define page_size csp__page_size
@@ -116,6 +142,7 @@ int csp__stacks_init(void)
     atomic_store_explicit(&chunks, NULL, memory_order_relaxed);
     atomic_store_explicit(&nslots_mapped, 0, memory_order_relaxed);
     atomic_store_explicit(&nguards, 0, memory_order_relaxed);
+    atomic_store_explicit(&warm_hungry, 0, memory_order_relaxed);
     return 0;
 }
 
@@ -186,18 +213,49 @@ static inline void canary_write(char *below)
     can[1] = CSP__CANARY;
 }
 
-/* Makes slot i of chunk c usable. Caller holds pool->lock. */
+/* Linux 6.13's guard regions: PTE markers that fault like PROT_NONE without
+ * splitting the VMA (no mapping spent, and no mmap write lock that would stall
+ * every other thread's page faults, as mprotect takes). Older kernels (Debian
+ * 12's 6.1) say EINVAL once and get mprotect from then on. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+static _Atomic int guard_markers = 1; /* relaxed: a hint; both ways are correct */
+
+static bool guard_install(char *lo)
+{
+    if (atomic_load_explicit(&guard_markers, memory_order_relaxed)) {
+        if (madvise(lo, page_size, MADV_GUARD_INSTALL) == 0)
+            return true;
+        atomic_store_explicit(&guard_markers, 0, memory_order_relaxed);
+    }
+    return mprotect(lo, page_size, PROT_NONE) == 0;
+}
+
+/* Makes slot i of chunk c usable. Called without pool->lock by the thread
+ * that reserved i: this is where the slot's top page is faulted in. */
 static csp__task_t *slot_init(csp__stack_pool_t *p, csp__chunk_t *c, uint32_t i)
 {
     char *lo = c->base + (size_t)i * c->slot_size;
     csp__task_t *t = slot_task(lo, c->slot_size);
     uint32_t guard = 0;
-    if (atomic_load_explicit(&nguards, memory_order_relaxed) < guard_budget &&
-        mprotect(lo, page_size, PROT_NONE) == 0) {
-        guard = 1;
-        atomic_fetch_add_explicit(&nguards, 1, memory_order_relaxed);
+    /* counted before its guard, so guards <= mapped in any stats snapshot:
+     * the guard's CAS (release) pairs with csp__stacks_stats's acquire */
+    atomic_fetch_add_explicit(&nslots_mapped, 1, memory_order_relaxed);
+    /* the budget is shared by threads making slots at once: claim one first */
+    uint64_t g = atomic_load_explicit(&nguards, memory_order_relaxed);
+    while (g < guard_budget &&
+           !atomic_compare_exchange_weak_explicit(&nguards, &g, g + 1, memory_order_release,
+                                                  memory_order_relaxed))
+        ;
+    if (g < guard_budget) {
+        if (guard_install(lo))
+            guard = 1;
+        else
+            atomic_fetch_sub_explicit(&nguards, 1, memory_order_relaxed);
     }
-    canary_write(lo + c->slot_size); /* guards the slot above */
+    if (i)
+        canary_write(lo); /* guards this slot, in the top bytes of slot i-1 */
     t->lo = lo;
     t->size = c->slot_size;
     t->pool = p;
@@ -207,13 +265,72 @@ static csp__task_t *slot_init(csp__stack_pool_t *p, csp__chunk_t *c, uint32_t i)
 #if defined(CSP_HAVE_VALGRIND_H)
     VALGRIND_STACK_REGISTER(lo, lo + c->slot_size);
 #endif
-    atomic_fetch_add_explicit(&nslots_mapped, 1, memory_order_relaxed);
     return t;
+}
+
+/* Reserves up to n fresh slot indices from p's current chunk, mapping a new
+ * chunk when it is full. Caller holds p->lock. Returns the count (0: out of
+ * memory); *cp and *i0 say where they are. The caller makes them with
+ * slot_init after dropping the lock. */
+static uint32_t slots_reserve(csp__stack_pool_t *p, uint32_t n, csp__chunk_t **cp, uint32_t *i0)
+{
+    csp__chunk_t *c = p->cur;
+    if (!c || atomic_load_explicit(&c->nused, memory_order_relaxed) == c->nslots) {
+        size_t per = p->slot_size >= CSP__CHUNK_MIN ? 1 : CSP__CHUNK_MIN / p->slot_size;
+        size_t len = page_size + per * p->slot_size;
+        char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (map == MAP_FAILED)
+            return 0;
+        /* a huge page would commit 2 MiB for 16 tasks' first pages */
+        madvise(map, len, MADV_NOHUGEPAGE);
+#if defined(CSP_ASAN)
+        /* the address range may carry stale shadow from an earlier user
+         * (another runtime's stacks, the allocator's redzones) */
+        __asan_unpoison_memory_region(map, len);
+#endif
+        c = calloc(1, sizeof *c);
+        if (!c) {
+            munmap(map, len);
+            return 0;
+        }
+        c->map = map;
+        c->base = map + page_size;
+        /* slot 0's canary is the leading page, left untouched: it reads
+         * as zeros (the shared zero page, no memory) until an overflow
+         * writes there. Writing a pattern would commit a page per chunk
+         * (16 bytes per task at the default size). */
+        c->slot_size = p->slot_size;
+        c->nslots = (uint32_t)per;
+        pthread_mutex_lock(&chunks_lock);
+        atomic_store_explicit(&c->next, atomic_load_explicit(&chunks, memory_order_relaxed),
+                              memory_order_relaxed);
+        /* release: the chunk's fields are visible to lock-free walkers */
+        atomic_store_explicit(&chunks, c, memory_order_release);
+        pthread_mutex_unlock(&chunks_lock);
+        p->cur = c;
+    }
+    uint32_t i = atomic_load_explicit(&c->nused, memory_order_relaxed);
+    uint32_t k = c->nslots - i < n ? c->nslots - i : n;
+    /* release: pairs with walkers' acquire; they may now read these slots'
+     * live words (zero until a spawn publishes a task there) */
+    atomic_store_explicit(&c->nused, i + k, memory_order_release);
+    *cp = c;
+    *i0 = i;
+    return k;
+}
+
+static void pool_give(csp__stack_pool_t *p, csp__task_t **in, uint32_t n);
+
+static inline bool is_default_pool(csp__stack_pool_t *p)
+{
+    return p->slot_size == csp__rt.default_stack;
 }
 
 /* Takes up to n slots from the pool into out[]. Returns the count. Free slots
  * are kept as arrays of pointers, so moving them never touches (and never
- * misses on) the slots' own memory. */
+ * misses on) the slots' own memory. New slots are reserved under the lock and
+ * made outside it. */
 static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
 {
     uint32_t got = 0;
@@ -221,50 +338,45 @@ static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
     while (got < n && p->nfree)
         out[got++] = p->free[--p->nfree];
     while (got < n) {
-        csp__chunk_t *c = p->cur;
-        if (!c || atomic_load_explicit(&c->nused, memory_order_relaxed) == c->nslots) {
-            size_t per = p->slot_size >= CSP__CHUNK_MIN ? 1 : CSP__CHUNK_MIN / p->slot_size;
-            size_t len = page_size + per * p->slot_size;
-            char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-            if (map == MAP_FAILED)
-                break;
-            /* a huge page would commit 2 MiB for 16 tasks' first pages */
-            madvise(map, len, MADV_NOHUGEPAGE);
-#if defined(CSP_ASAN)
-            /* the address range may carry stale shadow from an earlier user
-             * (another runtime's stacks, the allocator's redzones) */
-            __asan_unpoison_memory_region(map, len);
-#endif
-            c = calloc(1, sizeof *c);
-            if (!c) {
-                munmap(map, len);
-                break;
-            }
-            c->map = map;
-            c->base = map + page_size;
-            /* slot 0's canary is the leading page, left untouched: it reads
-             * as zeros (the shared zero page, no memory) until an overflow
-             * writes there. Writing a pattern would commit a page per chunk
-             * (16 bytes per task at the default size). */
-            c->slot_size = p->slot_size;
-            c->nslots = (uint32_t)per;
-            pthread_mutex_lock(&chunks_lock);
-            atomic_store_explicit(&c->next, atomic_load_explicit(&chunks, memory_order_relaxed),
-                                  memory_order_relaxed);
-            /* release: the chunk's fields are visible to lock-free walkers */
-            atomic_store_explicit(&chunks, c, memory_order_release);
-            pthread_mutex_unlock(&chunks_lock);
-            p->cur = c;
-        }
-        uint32_t i = atomic_load_explicit(&c->nused, memory_order_relaxed);
-        csp__task_t *t = slot_init(p, c, i);
-        /* release: a walker that sees nused > i sees slot i initialised */
-        atomic_store_explicit(&c->nused, i + 1, memory_order_release);
-        out[got++] = t;
+        csp__chunk_t *c;
+        uint32_t i0, k = slots_reserve(p, n - got, &c, &i0);
+        if (!k)
+            break;
+        if (is_default_pool(p) &&
+            atomic_load_explicit(&nslots_mapped, memory_order_relaxed) >= CSP__WARM_AFTER)
+            atomic_store_explicit(&warm_hungry, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&p->lock);
+        for (uint32_t j = 0; j < k; j++)
+            out[got++] = slot_init(p, c, i0 + j);
+        pthread_mutex_lock(&p->lock);
     }
     pthread_mutex_unlock(&p->lock);
     return got;
+}
+
+bool csp__stacks_prewarm(void)
+{
+    if (CSP__LIKELY(!atomic_load_explicit(&warm_hungry, memory_order_relaxed)))
+        return false;
+    int cl = size_class(csp__rt.default_stack);
+    if (cl < 0)
+        return false;
+    csp__stack_pool_t *p = &pools[cl];
+    csp__task_t *made[CSP__WARM_BATCH];
+    csp__chunk_t *c;
+    uint32_t i0, k = 0;
+    pthread_mutex_lock(&p->lock);
+    if (p->nfree < CSP__WARM_MAX)
+        k = slots_reserve(p, CSP__WARM_BATCH, &c, &i0);
+    else
+        atomic_store_explicit(&warm_hungry, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&p->lock);
+    if (!k)
+        return false;
+    for (uint32_t j = 0; j < k; j++)
+        made[j] = slot_init(p, c, i0 + j);
+    pool_give(p, made, k);
+    return true;
 }
 
 static void pool_give(csp__stack_pool_t *p, csp__task_t **in, uint32_t n)
@@ -385,8 +497,10 @@ void csp__stacks_foreach(void (*fn)(csp__task_t *t, void *arg), void *arg)
 
 void csp__stacks_stats(uint64_t *mapped, uint64_t *guards)
 {
+    /* guards first (acquire: pairs with slot_init's claim), so every guard
+     * seen has its slot counted */
+    *guards = atomic_load_explicit(&nguards, memory_order_acquire);
     *mapped = atomic_load_explicit(&nslots_mapped, memory_order_relaxed);
-    *guards = atomic_load_explicit(&nguards, memory_order_relaxed);
 }
 
 /* ---- SIGSEGV: name the task whose guard page was hit ----
