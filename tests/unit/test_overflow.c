@@ -189,7 +189,14 @@ static void child_main(void *arg)
         while (atomic_load(&child_arrived) < n)
             csp_sleep(CSP_MILLISECOND);
         csp_stats_t s0, s1, s2;
+        /* an idle worker may still be prewarming default-size slots (after a
+         * burst of spawns; bounded): wait until the count holds still */
         csp_stats(&s0);
+        do {
+            s1 = s0;
+            csp_sleep(20 * CSP_MILLISECOND);
+            csp_stats(&s0);
+        } while (s0.stacks_mapped != s1.stacks_mapped);
         if (s0.guard_pages >= s0.stacks_mapped) {
             say("guard budget not used up: %llu guards, %llu stacks\n",
                 (unsigned long long)s0.guard_pages, (unsigned long long)s0.stacks_mapped);
