@@ -373,6 +373,78 @@ static void test_stats(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* stack slots made ahead by idle workers stay bounded                        */
+
+#if defined(CSP_TEST_SANITIZER)
+#define PW_N 1500 /* a fresh slot costs TSan a fiber */
+#define PW_REPS 1
+#else
+#define PW_N 5000
+#define PW_REPS 2
+#endif
+static csp_wg_t pw_gate, pw_started, pw_done;
+
+static void pw_task(void *arg)
+{
+    (void)arg;
+    csp_wg_done(&pw_started);
+    TCHECK_EQ(csp_wg_wait(&pw_gate), 0);
+    csp_wg_done(&pw_done);
+}
+
+static uint64_t pw_round(void)
+{
+    memset(&pw_gate, 0, sizeof pw_gate);
+    memset(&pw_started, 0, sizeof pw_started);
+    memset(&pw_done, 0, sizeof pw_done);
+    TCHECK_EQ(csp_wg_add(&pw_gate, 1), 0);
+    TCHECK_EQ(csp_wg_add(&pw_started, PW_N), 0);
+    TCHECK_EQ(csp_wg_add(&pw_done, PW_N), 0);
+    for (int i = 0; i < PW_N; i++)
+        TCHECK_EQ(csp_go(pw_task, NULL), 0);
+    TCHECK_EQ(csp_wg_wait(&pw_started), 0);
+    /* let the idle workers prewarm as much as they ever will */
+    csp_stats_t a, b;
+    csp_stats(&a);
+    do {
+        b = a;
+        csp_sleep(20 * CSP_MILLISECOND);
+        csp_stats(&a);
+    } while (a.stacks_mapped != b.stacks_mapped);
+    TCHECK_EQ(csp_wg_done(&pw_gate), 0);
+    TCHECK_EQ(csp_wg_wait(&pw_done), 0);
+    return a.stacks_mapped;
+}
+
+static void pw_main(void *arg)
+{
+    (void)arg;
+    /* made: PW_N parked tasks + main, plus what is never more than a bound
+     * ahead: 64 prewarmed, one batch (128) per taker being filled, and
+     * what the workers' caches hold (512 each) */
+    uint64_t bound = PW_N + 1 + 64 + 128 * (uint64_t)csp_workers() + 512 * (uint64_t)csp_workers();
+    uint64_t m1 = pw_round();
+    TCHECK(m1 >= PW_N);
+    TCHECK(m1 <= bound);
+    if (m1 > bound)
+        print_error("%llu slots made for %d tasks (bound %llu)\n", (unsigned long long)m1, PW_N,
+                    (unsigned long long)bound);
+    /* the second round reuses them (those not held in other workers'
+     * caches): the same bound holds for the total */
+    uint64_t m2 = pw_round();
+    TCHECK(m2 >= m1);
+    TCHECK(m2 <= bound);
+}
+
+static void test_prewarm_bounded(void **state)
+{
+    (void)state;
+    for (int rep = 0; rep < PW_REPS; rep++)
+        for (int i = 0; i < TC_NWORKER_COUNTS; i++)
+            T_RUN(pw_main, NULL, tc_worker_counts[i], CSP_SPAWN_HELP_FIRST);
+}
+
+/* ------------------------------------------------------------------------ */
 /* task names                                                                */
 
 static void name_task(void *arg)
@@ -741,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_yield_fairness_one_worker),
         cmocka_unit_test(test_yield_fairness_many_workers),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_prewarm_bounded),
         cmocka_unit_test(test_task_names),
         cmocka_unit_test(test_stack_sizes),
         cmocka_unit_test(test_config_stack_size),
