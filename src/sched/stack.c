@@ -51,6 +51,7 @@
 #define _GNU_SOURCE
 #include "sched.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -106,6 +107,9 @@ size_t csp__page_size;
 #define page_size csp__page_size
 static pthread_mutex_t chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static _Atomic int guard_markers;      /* below, with guard_install */
+static int guard_markers_probe(void);
+
 /* bytes at the top of a slot for the task struct and the canary above it */
 static size_t task_reserve(void)
 {
@@ -143,6 +147,8 @@ int csp__stacks_init(void)
     atomic_store_explicit(&nslots_mapped, 0, memory_order_relaxed);
     atomic_store_explicit(&nguards, 0, memory_order_relaxed);
     atomic_store_explicit(&warm_hungry, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&guard_markers, memory_order_relaxed) < 0)
+        atomic_store_explicit(&guard_markers, guard_markers_probe(), memory_order_relaxed);
     return 0;
 }
 
@@ -220,11 +226,33 @@ static inline void canary_write(char *below)
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
-static _Atomic int guard_markers = 1; /* relaxed: a hint; both ways are correct */
+/* -1: not probed yet; set once by csp__stacks_init (before any worker runs);
+ * cleared (relaxed) if an install ever fails. A hint: both ways are correct. */
+static _Atomic int guard_markers = -1;
+
+/* Does MADV_GUARD_INSTALL really guard? A kernel without it says EINVAL; an
+ * emulator may say 0 and do nothing (qemu-user ignores madvise). The kernel
+ * copying from a guarded page for write() must fail with EFAULT. */
+static int guard_markers_probe(void)
+{
+    char *m = mmap(NULL, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return 0;
+    int ok = 0, p[2];
+    if (madvise(m, page_size, MADV_GUARD_INSTALL) == 0 && pipe(p) == 0) {
+        int saved = errno;
+        ok = write(p[1], m, 1) < 0 && errno == EFAULT;
+        errno = saved;
+        close(p[0]);
+        close(p[1]);
+    }
+    munmap(m, page_size);
+    return ok;
+}
 
 static bool guard_install(char *lo)
 {
-    if (atomic_load_explicit(&guard_markers, memory_order_relaxed)) {
+    if (atomic_load_explicit(&guard_markers, memory_order_relaxed) > 0) {
         if (madvise(lo, page_size, MADV_GUARD_INSTALL) == 0)
             return true;
         atomic_store_explicit(&guard_markers, 0, memory_order_relaxed);
