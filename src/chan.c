@@ -608,6 +608,15 @@ static int select_impl(csp_case_t *cases, size_t n, csp_time_t deadline, bool bi
         }
         if (p == np)
             break;
+        /* A biased select may take only its first case here. A later one
+         * could be chosen on stale hints of the earlier ones: a producer
+         * that readies case 0 and then case 1 must never see case 1 win
+         * (the hints are read one at a time, not as one snapshot). The
+         * locked pass below checks the cases in order with every lock
+         * held. Found by test_heartbeat_per_work under TSan: a result
+         * chosen before the pulse sent ahead of it. */
+        if (biased && p > 0)
+            break;
         int i = pollorder[p];
         csp_case_t *k = &cases[i];
         if (would_block(k->chan, k->dir))

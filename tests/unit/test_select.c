@@ -329,6 +329,57 @@ static void test_select_send_cases(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* biased order respects causality: a case readied before another wins      */
+
+enum { BC_N = 20000 };
+static csp_chan_t *bc_first, *bc_second;
+
+static void bc_producer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < BC_N; i++) {
+        TCHECK_EQ(csp_chan_send(bc_first, &i), 0);  /* buffered (cap 1): returns at once */
+        TCHECK_EQ(csp_chan_send(bc_second, &i), 0); /* unbuffered: waits for the select */
+    }
+}
+
+static void bc_main(void *arg)
+{
+    (void)arg;
+    bc_first = csp_chan_make(sizeof(int), 1);
+    bc_second = csp_chan_make(sizeof(int), 0);
+    TCHECK_EQ(csp_go(bc_producer, NULL), 0);
+    int firsts = 0, seconds = 0, v = 0;
+    while (seconds < BC_N) {
+        csp_case_t cs[] = { CSP_RECV_CASE(bc_first, &v), CSP_RECV_CASE(bc_second, &v) };
+        int i = csp_select_biased(cs, 2, CSP_FOREVER);
+        TCHECK(i == 0 || i == 1);
+        if (i == 0) {
+            firsts++;
+        } else if (i == 1) {
+            seconds++;
+            /* value i went into bc_first before bc_second was ready */
+            if (firsts != seconds) {
+                tc_fail(__FILE__, __LINE__, "item %d: case 1 won with case 0 ready", seconds - 1);
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    csp_sleep(CSP_MILLISECOND);
+    csp_chan_release(bc_first);
+    csp_chan_release(bc_second);
+}
+
+static void test_select_biased_causal(void **state)
+{
+    (void)state;
+    for (int w = 0; w < 3; w++)
+        J_RUN(bc_main, NULL, sl_workers[w], CSP_SPAWN_HELP_FIRST);
+}
+
+/* ------------------------------------------------------------------------ */
 /* fairness: chi-square over always-ready cases                              */
 
 enum { FAIR_N = 40000 };
@@ -1179,6 +1230,7 @@ int main(void)
         cmocka_unit_test(test_select_send_cases),
         cmocka_unit_test(test_select_fairness),
         cmocka_unit_test(test_select_biased),
+        cmocka_unit_test(test_select_biased_causal),
         cmocka_unit_test(test_select_fairness_64),
         cmocka_unit_test(test_select_64_cases),
         cmocka_unit_test(test_select_no_lost_values),
