@@ -758,6 +758,22 @@ out:
     task_end(wg);
 }
 
+/* The fields par_t and opar_t share, set the same way by both constructors
+ * (in scope there: sctx, in, out, kind, fn, arg, p, out_es, vsize). */
+#define PAR_SHARED_INIT(s)                                                     \
+    do {                                                                       \
+        (s)->ctx = sctx;                                                       \
+        (s)->in = csp_chan_retain(in);                                         \
+        (s)->out = csp_chan_retain(out);                                       \
+        (s)->kind = kind;                                                      \
+        (s)->fn = fn;                                                          \
+        (s)->arg = arg;                                                        \
+        (s)->arg_free = p.arg_free;                                            \
+        (s)->wg = p.wg;                                                        \
+        (s)->out_es = out_es;                                                  \
+        (s)->vsize = vsize;                                                    \
+    } while (0)
+
 static size_t round_al(size_t n)
 {
     const size_t al = sizeof(max_align_t);
@@ -789,16 +805,7 @@ static csp_chan_t *par_new(csp_ctx_t *ctx, csp_chan_t *in, size_t workers, int k
         if (!s)
             goto nomem;
         atomic_init(&s->refs, workers + 1);
-        s->ctx = sctx;
-        s->in = csp_chan_retain(in);
-        s->out = csp_chan_retain(out);
-        s->kind = kind;
-        s->fn = fn;
-        s->arg = arg;
-        s->arg_free = p.arg_free;
-        s->wg = p.wg;
-        s->out_es = out_es;
-        s->vsize = vsize;
+        PAR_SHARED_INIT(s);
         s->slot = slot;
         s->ib = ib;
         s->ob = ib + ob;
@@ -837,17 +844,8 @@ static csp_chan_t *par_new(csp_ctx_t *ctx, csp_chan_t *in, size_t workers, int k
         atomic_init(&s->refs, workers + 3);
         atomic_init(&s->workers_live, workers);
         atomic_init(&s->stopped, 0);
-        s->ctx = sctx;
-        s->in = csp_chan_retain(in);
-        s->out = csp_chan_retain(out);
-        s->kind = kind;
-        s->fn = fn;
-        s->arg = arg;
-        s->arg_free = p.arg_free;
-        s->wg = p.wg;
+        PAR_SHARED_INIT(s);
         s->in_es = in_es;
-        s->out_es = out_es;
-        s->vsize = vsize;
         s->window = W;
         s->job_es = job_es;
         s->res_es = res_es;
