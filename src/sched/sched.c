@@ -1288,7 +1288,11 @@ CSP_EXTERN const char *csp_task_name(void)
 CSP_EXTERN int csp_workers(void)
 {
     int s = atomic_load(&csp__rt.state);
-    return (s == CSP__RT_RUNNING || s == CSP__RT_SHUTDOWN) ? csp__rt.nworkers : 0;
+    /* Any thread may ask, at any time, also while rt_free zeroes the count
+     * (a foreign thread's mutex spin during shutdown did): relaxed atomic
+     * access, paired with the relaxed stores in rt_setup and rt_free. */
+    return (s == CSP__RT_RUNNING || s == CSP__RT_SHUTDOWN)
+               ? __atomic_load_n(&csp__rt.nworkers, __ATOMIC_RELAXED) : 0;
 }
 
 CSP_EXTERN int csp_worker_id(void)
@@ -1382,7 +1386,7 @@ static void rt_free(void)
     csp__rt.gq_buf = NULL;
     csp__rt.gq_cap = csp__rt.gq_first = 0;
     pthread_mutex_destroy(&csp__rt.idle_lock);
-    csp__rt.nworkers = 0;
+    __atomic_store_n(&csp__rt.nworkers, 0, __ATOMIC_RELAXED); /* see csp_workers */
 }
 
 /* Starts everything but the threads. Caller holds rt_lifecycle. */
@@ -1403,7 +1407,7 @@ static int rt_setup(const csp_config_t *cfg)
     if (!atomic_compare_exchange_strong(&csp__rt.state, &expect, CSP__RT_STARTING))
         return CSP_ESTATE;
     int n = config_workers(cfg);
-    csp__rt.nworkers = n;
+    __atomic_store_n(&csp__rt.nworkers, n, __ATOMIC_RELAXED); /* see csp_workers */
     csp__rt.default_stack = round_stack(cfg && cfg->stack_size ? cfg->stack_size : CSP_DEFAULT_STACK_SIZE);
     csp__rt.spawn_policy = cfg ? cfg->spawn_policy : CSP_SPAWN_HELP_FIRST;
     pthread_mutex_init(&csp__rt.gq_lock, NULL);

@@ -185,6 +185,9 @@ typedef struct csp__runtime {
     /* non-zero: the fast path (direct task-to-task switch) must go through
      * the scheduler loop instead (stop the world, stopping). Relaxed reads. */
     _Atomic int       interrupt;
+    /* written by rt_setup before the workers start and by rt_free after they
+     * are joined; plain reads inside the runtime, relaxed __atomic access
+     * from csp_workers(), which any thread may call at any time */
     int               nworkers;
     csp__worker_t   **workers;
     size_t            default_stack;
