@@ -978,6 +978,18 @@ static csp__task_t *find_runnable(csp__worker_t *w)
             atomic_store(&csp__rt.timer_sleeper, -1);
         }
         idle_remove(w);
+        if (deadline != CSP_FOREVER) {
+            /* The timer sleeper woke for a timer that may sit on another
+             * worker's heap: run every due one now. Left to the spin loop,
+             * another heap's timers ran only in its last round, 50 us late
+             * (the wakeup benchmark's sender woke that late). */
+            csp_time_t now = csp_now();
+            if (now >= deadline)
+                for (int i = 0; i < csp__rt.nworkers; i++)
+                    if (atomic_load_explicit(&csp__rt.workers[i]->timers.next_when,
+                                             memory_order_relaxed) <= now)
+                        csp__timers_run(&csp__rt.workers[i]->timers, now);
+        }
         if (deadline != CSP_FOREVER && csp__timers_earliest() != INT64_MAX &&
             atomic_load(&csp__rt.npidle) > 0) {
             /* hand the timer-sleeper role on if we were woken for work */
