@@ -171,7 +171,7 @@ CSP_EXTERN void csp_ctx_release(csp_ctx_t *ctx)
         }
         if (ctx->value_free)
             ctx->value_free(ctx->value);
-        free(ctx);
+        csp__obj_free(CSP__OBJ_CTX, ctx); /* value_free may have parked: the worker is read afresh */
         ctx = parent; /* drop the child's reference on its parent (iteratively) */
     }
 }
@@ -309,7 +309,7 @@ static void deadline_fn(csp__timer_t *tm)
 
 static csp_ctx_t *ctx_alloc(csp_ctx_t *parent, uint8_t kind)
 {
-    csp_ctx_t *c = calloc(1, sizeof *c);
+    csp_ctx_t *c = csp__obj_alloc(CSP__OBJ_CTX, sizeof *c);
     if (!c)
         return NULL;
     atomic_store_explicit(&c->refs, 1, memory_order_relaxed);

@@ -1391,6 +1391,8 @@ static int config_workers(const csp_config_t *cfg)
 
 static void rt_free(void)
 {
+    if (csp__rt.workers)
+        csp__obj_drain(csp__rt.workers, csp__rt.nworkers);
     if (csp__rt.workers) {
         for (int i = 0; i < csp__rt.nworkers; i++) {
             csp__worker_t *w = csp__rt.workers[i];

@@ -116,6 +116,13 @@ struct csp__task {
 #define CSP__CACHE_MAX 512u    /* stack slots cached per worker */
 #define CSP__CACHE_BATCH 128u  /* moved to/from the global pool at once */
 
+/* ---- small-object caches (objcache.c) ---- */
+enum { CSP__OBJ_CTX = 0, CSP__OBJ_NCLASS };
+#define CSP__OBJ_CACHE_MAX 256u   /* free objects per worker and class */
+#define CSP__OBJ_BATCH 64u        /* moved to/from the global pool at once */
+#define CSP__OBJ_POOL_MAX 8192u   /* free objects kept in a class's global pool */
+struct csp__obj_cache { uint32_t n; void *slot[CSP__OBJ_CACHE_MAX]; };
+
 enum {
     CSP__POST_NONE = 0,
     CSP__POST_YIELD,   /* put post_task at the tail of the local run queue */
@@ -146,6 +153,8 @@ struct csp__worker {
     void            *asan_fake;         /* scratch for fiber annotations */
     /* free stack slots of the default size (stack.c), owner only */
     struct csp__stack_cache { uint32_t n; csp__task_t *slot[CSP__CACHE_MAX]; } scache;
+    /* free small objects by class (objcache.c), owner only */
+    struct csp__obj_cache ocache[CSP__OBJ_NCLASS];
     pthread_t        thread;
     int              own_thread;        /* created by the runtime (joined at stop) */
 
@@ -320,6 +329,19 @@ void csp__timer_wake_sleeper(csp_time_t when);
 extern size_t csp__page_size;
 int  csp__stacks_init(void);
 void csp__stacks_destroy(void);
+
+/* Small objects of class cls (CSP__OBJ_*, one fixed size per class) from the
+ * calling worker's cache (objcache.c). alloc returns size zeroed bytes or
+ * NULL (out of memory); free takes an object from alloc of the same class,
+ * from any thread; NULL is ignored. Any thread; never
+ * block. drain frees every cached object: teardown only, with the workers
+ * joined. cached: objects on the global pools (tests). outstanding:
+ * objects taken from malloc and not given back, live or cached (tests). */
+void    *csp__obj_alloc(int cls, size_t size);
+void     csp__obj_free(int cls, void *o);
+void     csp__obj_drain(csp__worker_t *const *workers, int n);
+uint64_t csp__obj_cached(void);
+int64_t  csp__obj_outstanding(void);
 /* A task in a fresh or cached slot of at least `size` bytes. NULL: ENOMEM. */
 csp__task_t *csp__task_alloc(csp__worker_t *w, size_t size);
 void csp__task_free(csp__worker_t *w, csp__task_t *t);
