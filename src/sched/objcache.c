@@ -67,6 +67,16 @@ static void obj_release(void *o)
 
 static inline void **link_of(void *p) { return (void **)p; }
 
+/* Gives a NULL-terminated chain of objects back to free(). */
+static void release_chain(void *o)
+{
+    while (o) {
+        void *next = *link_of(o);
+        obj_release(o);
+        o = next;
+    }
+}
+
 void *csp__obj_alloc(int cls, size_t size)
 {
 #if !defined(CSP_ASAN)
@@ -120,11 +130,7 @@ void csp__obj_free(int cls, void *o)
             csp__spin_unlock(&p->lock);
             if (!kept) {
                 *link_of(last) = NULL;
-                while (first) {
-                    void *next = *link_of(first);
-                    obj_release(first);
-                    first = next;
-                }
+                release_chain(first);
             }
             memmove(c->slot, c->slot + CSP__OBJ_BATCH,
                     (CSP__OBJ_CACHE_MAX - CSP__OBJ_BATCH) * sizeof c->slot[0]);
@@ -157,11 +163,7 @@ void csp__obj_drain(csp__worker_t *const *workers, int n)
         p->head = NULL;
         p->n = 0;
         csp__spin_unlock(&p->lock);
-        while (o) {
-            void *next = *link_of(o);
-            obj_release(o);
-            o = next;
-        }
+        release_chain(o);
     }
 }
 
