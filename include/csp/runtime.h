@@ -54,7 +54,15 @@ typedef struct csp_task_opts {
  * being resumed (debug builds print how many). Errors: CSP_EINVAL (main_fn NULL,
  * bad cfg), CSP_ENOMEM, CSP_ESTATE (a runtime is already running in this process).
  * Blocks the calling thread, which must not be a task. A task that never yields
- * keeps its worker busy and delays the return (scheduling is cooperative). */
+ * keeps its worker busy and delays the return (scheduling is cooperative).
+ * Global deadlock: when every task is asleep and nothing can wake one (no task
+ * runnable, no timer pending - sleeps, deadlines, tickers -, and no thread in
+ * the process but the runtime's own), the blocked tasks are printed to stderr
+ * ("all tasks are asleep - deadlock!", as Go), they are freed as above, and
+ * csp_run returns CSP_EDEADLOCK instead of hanging. Threads that existed
+ * before csp_run turn the check off for the whole run (any of them might
+ * wake a task later), threads made during it until they exit; env
+ * CSP_DEADLOCK=0 turns it off. */
 CSP_EXTERN int csp_run(void (*main_fn)(void *), void *arg, const csp_config_t *cfg);
 
 /* Starts the runtime's workers and returns at once; the caller stays a plain

@@ -841,6 +841,126 @@ static bool any_work_visible(csp__worker_t *self)
     return false;
 }
 
+/* ---- global deadlock detection ("all goroutines are asleep") ----
+ *
+ * Under csp_run, the program's main is a task and the caller's thread is a
+ * worker. When every worker is idle, no task is runnable anywhere, no timer
+ * is pending (a sleep, a deadline, a ticker would wake someone) and no plain
+ * thread is inside the runtime, only a thread outside the runtime could ever
+ * wake a task again. Go knows all its threads; a C program may have its own,
+ * and one of them may send on a channel later. So the check also counts the
+ * process's threads (/proc/self/stat): with none but the workers (and, in
+ * TSan builds, TSan's own background thread), nobody can, and the program is
+ * deadlocked. csp_run then prints the tasks and what they wait on, stops the
+ * runtime (the tasks are freed as when main returns early) and returns
+ * CSP_EDEADLOCK instead of hanging. A program whose threads existed before
+ * csp_run, or that uses csp_init, is never checked; nor with env
+ * CSP_DEADLOCK=0. A thread created while the runtime runs only defers the
+ * check until it exits.
+ *
+ * The check runs in the sleep path of the last worker to go idle with no
+ * timers pending (rare: a program that is not deadlocked is then about to
+ * sleep for good, or a plain thread is about to act). Race-free because it
+ * is a snapshot of a state nothing can leave: npidle == nworkers means no
+ * worker runs a task or is kicked (idle_pop decrements npidle first), and
+ * nothing visible is left to run; everything is read again after the slow
+ * thread count. Two workers may find it at once: the deadlock CAS picks one.
+ */
+
+/* The number of threads in this process, or -1 if it can't be read. */
+static int process_threads(void)
+{
+    FILE *f = fopen("/proc/self/stat", "re");
+    if (!f)
+        return -1;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may contain spaces and parentheses */
+    if (!p)
+        return -1;
+    /* after comm: state (field 3) ... num_threads (field 20) */
+    int field = 2;
+    for (p++; *p && field < 20; p++)
+        if (*p == ' ')
+            field++;
+    return field == 20 ? atoi(p) : -1;
+}
+
+/* Before csp_run starts its threads: may this run be checked, and with how
+ * many threads at most? */
+static void deadlock_setup(void)
+{
+    const char *e = getenv("CSP_DEADLOCK");
+    if (e && e[0] == '0')
+        return;
+    int before = process_threads();
+#if defined(CSP_TSAN)
+    /* TSan starts a background thread of its own with the first
+     * pthread_create, and keeps it: allow it, before or after our start */
+    int tool = 1;
+#else
+    int tool = 0;
+#endif
+    if (before < 1 || before > 1 + tool)
+        return; /* other threads exist: they may wake a task at any time */
+    csp__rt.dl_max_threads = csp__rt.nworkers + tool;
+}
+
+static void deadlock_report_task(csp__task_t *t, void *arg)
+{
+    int *shown = arg;
+    if (!atomic_load_explicit(&t->live, memory_order_acquire))
+        return;
+    if (++*shown > 32)
+        return;
+    fprintf(stderr, "  task %llu%s%s%s: %s", (unsigned long long)t->id, t->name[0] ? " \"" : "",
+            t->name, t->name[0] ? "\"" : "",
+            atomic_load_explicit(&t->status, memory_order_relaxed) == CSP__TS_WAITING ? "waiting"
+                                                                                      : "not running");
+    /* the reason is the task's own, read with every worker idle (the world
+     * is as good as stopped) */
+    if (t->wait_reason)
+        fprintf(stderr, " (%s)", t->wait_reason);
+    fputc('\n', stderr);
+}
+
+static bool deadlock_state(csp__worker_t *w)
+{
+    if (atomic_load(&csp__rt.npidle) != csp__rt.nworkers || atomic_load(&csp__rt.ext_refs) ||
+        atomic_load(&csp__rt.interrupt) || any_work_visible(w) ||
+        csp__timers_earliest() != INT64_MAX)
+        return false;
+    for (int i = 0; i < csp__rt.nworkers; i++)
+        if (atomic_load(&csp__rt.workers[i]->pin_n))
+            return false;
+    return true;
+}
+
+/* The sleep path of w (idle, on the idle list, no timers anywhere): true if
+ * the program is deadlocked; the runtime is then stopping. */
+static bool check_deadlock(csp__worker_t *w)
+{
+    if (!csp__rt.dl_max_threads || !deadlock_state(w))
+        return false;
+    int n = process_threads();
+    if (n < 1 || n > csp__rt.dl_max_threads || !deadlock_state(w))
+        return false;
+    int z = 0;
+    if (!atomic_compare_exchange_strong(&csp__rt.deadlock, &z, 1))
+        return true; /* another worker found it */
+    fprintf(stderr, "libcsp: all tasks are asleep - deadlock!\n");
+    int shown = 0;
+    csp__stacks_foreach(deadlock_report_task, &shown);
+    if (shown > 32)
+        fprintf(stderr, "  ... and %d more\n", shown - 32);
+    atomic_store(&csp__rt.state, CSP__RT_STOPPING);
+    atomic_store(&csp__rt.interrupt, 1);
+    wake_all_workers();
+    return true;
+}
+
 /* How long a spinning worker keeps looking for work before it sleeps. */
 #define CSP__SPIN_NS (50 * CSP_MICROSECOND)
 /* A spinning worker takes a busy victim's runnext (the task its running task
@@ -945,6 +1065,10 @@ static csp__task_t *find_runnable(csp__worker_t *w)
          * earliest of the rest */
         csp_time_t deadline = CSP_FOREVER;
         int64_t earliest = csp__timers_earliest();
+        if (earliest == INT64_MAX && check_deadlock(w)) {
+            idle_remove(w);
+            continue; /* stopping: the loop's top returns */
+        }
         if (earliest != INT64_MAX) {
             csp_time_t now = csp_now();
             if (earliest <= now) {
@@ -1451,6 +1575,8 @@ static int rt_setup(const csp_config_t *cfg)
     atomic_store(&csp__rt.live_shared, 0);
     atomic_store(&csp__rt.spawned_shared, 0);
     atomic_store(&csp__rt.main_done, 0);
+    csp__rt.dl_max_threads = 0;
+    atomic_store(&csp__rt.deadlock, 0);
     atomic_store(&csp__rt.ext_refs, 0);
     atomic_store(&csp__rt.main_task, NULL);
     csp__rt.workers = calloc((size_t)n, sizeof *csp__rt.workers);
@@ -1554,6 +1680,7 @@ CSP_EXTERN int csp_run(void (*main_fn)(void *), void *arg, const csp_config_t *c
     r = spawn(main_fn, arg, 0, &(csp_task_opts_t){ .name = "main" }, &mt);
     if (r == 0) {
         atomic_store(&csp__rt.main_task, mt);
+        deadlock_setup();
         runq_put(w0, mt, false);
         r = rt_start_threads(1);
     }
@@ -1562,6 +1689,8 @@ CSP_EXTERN int csp_run(void (*main_fn)(void *), void *arg, const csp_config_t *c
         worker_loop(w0);
     pthread_mutex_lock(&rt_lifecycle);
     rt_stop_and_join();
+    if (r == 0 && atomic_load(&csp__rt.deadlock))
+        r = CSP_EDEADLOCK;
     worker_thread_teardown();
     rt_teardown();
     pthread_mutex_unlock(&rt_lifecycle);

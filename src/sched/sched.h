@@ -238,6 +238,13 @@ typedef struct csp__runtime {
 
     csp__task_t *_Atomic main_task; /* csp_run's; read by every exiting task */
     _Atomic int       main_done;
+
+    /* global deadlock detection (csp_run only, see check_deadlock): the most
+     * threads the process may have for "nobody can wake a task" to hold, 0:
+     * detection off. Written before the workers start. deadlock: 1 once
+     * detected (CAS by the detecting worker; read by csp_run after the join) */
+    int               dl_max_threads;
+    _Atomic int       deadlock;
 } csp__runtime_t;
 
 extern csp__runtime_t csp__rt;
