@@ -867,6 +867,8 @@ static bool any_work_visible(csp__worker_t *self)
  * thread count. Two workers may find it at once: the deadlock CAS picks one.
  */
 
+#define CSP__DL_RECHECK_NS (10 * CSP_MILLISECOND)
+
 /* The number of threads in this process, or -1 if it can't be read. */
 static int process_threads(void)
 {
@@ -944,8 +946,20 @@ static bool check_deadlock(csp__worker_t *w)
 {
     if (!csp__rt.dl_max_threads || !deadlock_state(w))
         return false;
+    /* A program whose own threads feed it work goes idle after every item:
+     * read /proc (~15 us) at most once per CSP__DL_RECHECK_NS while such
+     * threads were seen. Best effort either way: a deadlock that forms
+     * while a thread is still exiting is not seen (nothing rechecks). */
+    csp_time_t now = csp_now();
+    int64_t seen = atomic_load_explicit(&csp__rt.dl_threads_seen, memory_order_relaxed);
+    if (seen && now - seen < CSP__DL_RECHECK_NS)
+        return false;
     int n = process_threads();
-    if (n < 1 || n > csp__rt.dl_max_threads || !deadlock_state(w))
+    if (n < 1 || n > csp__rt.dl_max_threads) {
+        atomic_store_explicit(&csp__rt.dl_threads_seen, now, memory_order_relaxed);
+        return false;
+    }
+    if (!deadlock_state(w))
         return false;
     int z = 0;
     if (!atomic_compare_exchange_strong(&csp__rt.deadlock, &z, 1))
@@ -1577,6 +1591,7 @@ static int rt_setup(const csp_config_t *cfg)
     atomic_store(&csp__rt.main_done, 0);
     csp__rt.dl_max_threads = 0;
     atomic_store(&csp__rt.deadlock, 0);
+    atomic_store(&csp__rt.dl_threads_seen, 0);
     atomic_store(&csp__rt.ext_refs, 0);
     atomic_store(&csp__rt.main_task, NULL);
     csp__rt.workers = calloc((size_t)n, sizeof *csp__rt.workers);

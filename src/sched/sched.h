@@ -245,6 +245,9 @@ typedef struct csp__runtime {
      * detected (CAS by the detecting worker; read by csp_run after the join) */
     int               dl_max_threads;
     _Atomic int       deadlock;
+    /* when a check last found threads outside the runtime (relaxed: a rate
+     * limit only, written and read by idle workers) */
+    _Atomic int64_t   dl_threads_seen;
 } csp__runtime_t;
 
 extern csp__runtime_t csp__rt;
