@@ -96,28 +96,33 @@ static void recv_forever(void *arg)
     TCHECK(!"a receive on a channel nobody sends on returned");
 }
 
+/* Makes g_never and n tasks blocked on it. */
+static void spawn_blocked(int n)
+{
+    g_never = csp_chan_make(sizeof(int), 0);
+    TCHECK(g_never != NULL);
+    for (int i = 0; i < n; i++)
+        TCHECK_EQ(csp_go(recv_forever, NULL), 0);
+}
+
 static void main_alone(void *arg)
 {
     (void)arg;
-    g_never = csp_chan_make(sizeof(int), 0);
+    spawn_blocked(0);
     recv_forever(NULL);
 }
 
 static void main_with_helpers(void *arg)
 {
     (void)arg;
-    g_never = csp_chan_make(sizeof(int), 0);
-    for (int i = 0; i < 3; i++)
-        TCHECK_EQ(csp_go(recv_forever, NULL), 0);
+    spawn_blocked(3);
     recv_forever(NULL);
 }
 
 static void main_with_many(void *arg)
 {
     (void)arg;
-    g_never = csp_chan_make(sizeof(int), 0);
-    for (int i = 0; i < 1000; i++)
-        TCHECK_EQ(csp_go(recv_forever, NULL), 0);
+    spawn_blocked(1000);
     csp_wg_t wg = CSP_WG_INIT;
     csp_wg_add(&wg, 1);
     (void)csp_wg_wait(&wg); /* never done */
