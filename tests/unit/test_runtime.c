@@ -167,6 +167,18 @@ typedef struct {
 
 static void fj_child(void *p);
 
+/* tasks spawned and not yet finished, and the most seen at once: the space
+ * bound of depth-first fork-join (a breadth-first order has O(n) live) */
+static atomic_long fj_live, fj_peak;
+
+static void fj_spawned(void)
+{
+    long n = atomic_fetch_add(&fj_live, 1) + 1;
+    long p = atomic_load(&fj_peak);
+    while (n > p && !atomic_compare_exchange_weak(&fj_peak, &p, n))
+        ;
+}
+
 static void fj_sum(fj_arg_t *a)
 {
     if (a->hi - a->lo <= 8) {
@@ -181,7 +193,9 @@ static void fj_sum(fj_arg_t *a)
     csp_wg_t wg = CSP_WG_INIT;
     csp_wg_add(&wg, 2);
     fj_job_t jl = { &l, &wg }, jr = { &r, &wg };
+    fj_spawned();
     TCHECK_EQ(csp_go(fj_child, &jl), 0);
+    fj_spawned();
     TCHECK_EQ(csp_go(fj_child, &jr), 0);
     TCHECK_EQ(csp_wg_wait(&wg), 0);
     a->sum = l.sum + r.sum;
@@ -191,6 +205,7 @@ static void fj_child(void *p)
 {
     fj_job_t *j = p;
     fj_sum(j->a);
+    atomic_fetch_sub(&fj_live, 1);
     csp_wg_done(j->wg);
 }
 
@@ -212,8 +227,24 @@ static void test_fork_join(void **state)
     for (int p = 0; p < 2; p++)
         for (int i = 0; i < TC_NWORKER_COUNTS; i++) {
             fj_result = -1;
+            atomic_store(&fj_live, 0);
+            atomic_store(&fj_peak, 0);
             T_RUN(fj_main, NULL, tc_worker_counts[i], policies[p]);
             assert_true(fj_result == fj_max * (fj_max - 1) / 2);
+            /* Depth-first: each worker holds at most its path from the
+             * root (2 tasks per level help-first, 1 child-first), so the
+             * peak is about depth x workers x 2 (measured: 30-99 at 1-8
+             * workers, depth 16). A thief that queued a batch of stolen
+             * subtrees FIFO ran them breadth-first: 2,000-5,500. */
+            int depth = 1;
+            for (int64_t n = fj_max; n > 8; n = (n + 1) / 2)
+                depth++;
+            long bound = 4L * depth * tc_worker_counts[i];
+            if (atomic_load(&fj_peak) > bound) {
+                print_error("fork-join: %ld tasks live at once at %d workers (policy %d), "
+                            "bound %ld\n", atomic_load(&fj_peak), tc_worker_counts[i], p, bound);
+                fail();
+            }
         }
 }
 
