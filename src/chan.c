@@ -381,6 +381,7 @@ static int chan_op(csp_chan_t *c, int dir, void *elem, csp_time_t deadline, csp_
     csp__waiter_init(&w);
     csp__sudog_t sg = { .w = &w, .c = c, .elem = elem, .index = 0, .status = 0 };
     w.obj = &sg;
+    w.what = c;
     w.unlink = dir == CSP_SEND ? unlink_send : unlink_recv;
     /* A blocked operation keeps its channel alive (Go's GC does): the caller
      * may drop its reference while we wait, and a task the runtime frees

@@ -537,6 +537,7 @@ CSP_EXTERN int csp_ctx_wait(csp_ctx_t *ctx)
         return CSP_EINVAL;
     csp__waiter_t w;
     csp__waiter_init(&w);
+    w.what = ctx;
     uint32_t st = csp__waiter_wait_ctx(&w, ctx, CSP_FOREVER, "ctx.wait");
     if (st == CSP__W_CANCELED)
         return csp_ctx_err(ctx);

@@ -26,6 +26,7 @@ extern "C" {
  *   CSP_EAGAIN     would block (try/poll)   CSP_EINVAL     bad argument
  *   CSP_ENOMEM     out of memory            CSP_ESHUTDOWN  runtime stopping
  *   CSP_EDEADLOCK  every task asleep        CSP_ESTATE     runtime in the wrong state
+ *   CSP_EIO        a read or write failed
  * X-macro: name, value, message. Values are never reused. */
 #define CSP_ERRNO_MAP(X)                                                     \
     X(ECLOSED,    -1, "channel closed")                                      \
@@ -37,7 +38,8 @@ extern "C" {
     X(ENOMEM,     -7, "out of memory")                                       \
     X(ESHUTDOWN,  -8, "runtime shutting down")                               \
     X(EDEADLOCK,  -9, "all tasks are asleep - deadlock")                     \
-    X(ESTATE,    -10, "runtime not in the required state")
+    X(ESTATE,    -10, "runtime not in the required state")                 \
+    X(EIO,       -11, "input/output error")
 
 enum {
 #define CSP__ERR_ENUM(name, val, msg) CSP_##name = (val),

@@ -134,6 +134,64 @@ typedef struct csp_stats {
 /* Fills *st. 0, CSP_EINVAL (st NULL), CSP_ESTATE (no runtime). Never blocks. */
 CSP_EXTERN int csp_stats(csp_stats_t *st);
 
+/* ---- task dump ----
+ *
+ * A snapshot of every live task: what Go prints on SIGQUIT, as data and as
+ * text. Taken without stopping the world (a task that never yields would
+ * stop the dump too), so it is consistent per task, not across tasks: a task
+ * may change state while the others are read. */
+
+/* csp_task_info_t.state */
+enum {
+    CSP_TASK_RUNNABLE = 0, /* queued (or just spawned), waiting for a worker */
+    CSP_TASK_RUNNING  = 1, /* on a worker right now (.worker says which) */
+    CSP_TASK_WAITING  = 2  /* parked in a blocking call (.wait_reason says which) */
+};
+
+typedef struct csp_task_info {
+    uint64_t    id;          /* csp_task_id() of the task */
+    uint64_t    parent;      /* id of the task that spawned it; 0: a plain thread */
+    char        name[32];    /* its name, "" if none */
+    int         state;       /* CSP_TASK_* */
+    int         worker;      /* RUNNING: the worker's index, else -1 */
+    /* WAITING: the call it is blocked in ("chan recv", "chan send",
+     * "select", "sleep", "mutex.lock", "wg.wait", "cond.wait", ...: a static
+     * string), and the object it waits on (the channel, mutex, ...; NULL if
+     * several or none). NULL otherwise. */
+    const char *wait_reason;
+    const void *wait_obj;
+    /* WAITING: for how long, in ns; -1 if not known. Parks are timed once
+     * wait timing is on: env CSP_WAIT_TIMES=1 at start, or after the first
+     * dump. A task already waiting when timing came on is timed from that
+     * dump on, and wait_at_least says so (its wait is longer). */
+    csp_duration_t waited;
+    int         wait_at_least;
+    void       *spawn_pc;    /* return address of the csp_go* call that made it */
+} csp_task_info_t;
+
+/* Fills out[0 .. cap-1] with live tasks (in no particular order) and stores
+ * in *n how many tasks are live (may be > cap: call again with more room).
+ * 0, CSP_EINVAL (n NULL, or out NULL with cap > 0), CSP_ESTATE (no runtime).
+ * Any thread, tasks included; never blocks; allocates nothing. The caller
+ * owns out. Turns wait timing on. */
+CSP_EXTERN int csp_tasks(csp_task_info_t *out, size_t cap, size_t *n);
+
+/* Writes a readable dump of every live task to file descriptor fd: one
+ * header line, then one line per task -
+ *   task 12 "server" (parent 1): waiting in chan recv on 0x55d2c0a4b2a0 for 1.2 s,
+ *     created at 0x55d2c0a01234 (demo+0x1234, in main+0x44)
+ * The "created at" part names the binary and offset (for addr2line) and the
+ * nearest exported symbol when there is one. 0, CSP_EINVAL (fd < 0),
+ * CSP_ESTATE (no runtime), CSP_EIO (a write failed). Any thread; never blocks
+ * on the runtime (only on the writes); allocates nothing. Turns wait timing on.
+ *
+ * SIGQUIT (Ctrl-\) dumps the same lines to stderr, from the signal handler,
+ * without symbol names. By default the process then dies of SIGQUIT as it
+ * would have (Go's behaviour); env CSP_SIGQUIT=dump keeps it running, and
+ * CSP_SIGQUIT=0 leaves SIGQUIT alone. The handler is installed by csp_run and
+ * csp_init only if SIGQUIT has its default action, and removed at shutdown. */
+CSP_EXTERN int csp_dump(int fd);
+
 /* ---- one-line, type-checked spawn with several arguments ----
  *
  *   CSP_TASK(worker, (int, id), (csp_chan_t *, ch)) {

@@ -691,7 +691,7 @@ static void switch_out(csp__worker_t *w, csp__task_t *t, int op)
     w->post_task = t;
     w->cur = next;
     if (next)
-        atomic_store_explicit(&next->status, CSP__TS_RUNNING, memory_order_relaxed);
+        atomic_store_explicit(&next->status, CSP__TS_RUNNING_ON(w), memory_order_relaxed);
     do_switch(w, t, next, op == CSP__POST_EXIT);
     /* resumed, maybe elsewhere: never reuse w */
     sched_post(csp__cur_worker());
@@ -757,7 +757,7 @@ void csp__park(void)
                           memory_order_relaxed);
     atomic_store_explicit(&t->status, CSP__TS_WAITING, memory_order_relaxed);
     switch_out(w, t, CSP__POST_PARK);
-    atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
+    /* whoever switched to t stored RUNNING (with its worker) */
 }
 
 /* A plain thread is about to touch run queues or allocate: holds off the
@@ -959,24 +959,6 @@ static void deadlock_setup(void)
     csp__rt.dl_max_threads = csp__rt.nworkers + tool;
 }
 
-static void deadlock_report_task(csp__task_t *t, void *arg)
-{
-    int *shown = arg;
-    if (!atomic_load_explicit(&t->live, memory_order_acquire))
-        return;
-    if (++*shown > 32)
-        return;
-    fprintf(stderr, "  task %llu%s%s%s: %s", (unsigned long long)t->id, t->name[0] ? " \"" : "",
-            t->name, t->name[0] ? "\"" : "",
-            atomic_load_explicit(&t->status, memory_order_relaxed) == CSP__TS_WAITING ? "waiting"
-                                                                                      : "not running");
-    /* the reason is the task's own, read with every worker idle (the world
-     * is as good as stopped) */
-    if (t->wait_reason)
-        fprintf(stderr, " (%s)", t->wait_reason);
-    fputc('\n', stderr);
-}
-
 static bool deadlock_state(csp__worker_t *w)
 {
     if (atomic_load(&csp__rt.npidle) != csp__rt.nworkers || atomic_load(&csp__rt.ext_refs) ||
@@ -1014,10 +996,9 @@ static bool check_deadlock(csp__worker_t *w)
     if (!atomic_compare_exchange_strong(&csp__rt.deadlock, &z, 1))
         return true; /* another worker found it */
     fprintf(stderr, "libcsp: all tasks are asleep - deadlock!\n");
-    int shown = 0;
-    csp__stacks_foreach(deadlock_report_task, &shown);
-    if (shown > 32)
-        fprintf(stderr, "  ... and %d more\n", shown - 32);
+    fflush(stderr);
+    /* every worker idle: the tasks' fields are as good as stopped */
+    csp__dump_tasks(2, true, 32);
     atomic_store(&csp__rt.state, CSP__RT_STOPPING);
     atomic_store(&csp__rt.interrupt, 1);
     wake_all_workers();
@@ -1197,7 +1178,7 @@ static void worker_loop(csp__worker_t *w)
         if (!t)
             return;
         w->cur = t;
-        atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
+        atomic_store_explicit(&t->status, CSP__TS_RUNNING_ON(w), memory_order_relaxed);
         do_switch(w, NULL, t, false);
         /* back on g0 of the same worker (g0 never migrates) */
         sched_post(w);
@@ -1262,10 +1243,12 @@ static size_t round_stack(size_t s)
 #define CSP__SPAWN_BACKPRESSURE 32u
 
 static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size, unsigned flags,
-                        const csp_task_opts_t *opts, csp__task_t **out, csp__worker_t *w);
+                        const csp_task_opts_t *opts, csp__task_t **out, csp__worker_t *w,
+                        void *pc);
 
+/* pc: the spawn site (the public entry's return address), for dumps */
 static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts_t *opts,
-                 csp__task_t **out)
+                 csp__task_t **out, void *pc)
 {
     if (CSP__UNLIKELY(!fn))
         return CSP_EINVAL;
@@ -1285,19 +1268,20 @@ static int spawn(void (*fn)(void *), void *arg, size_t copy, const csp_task_opts
         /* plain thread: hold off the teardown while we allocate and queue */
         if (!csp__ext_enter(CSP__RT_RUNNING, CSP__RT_RUNNING))
             return CSP_ESHUTDOWN;
-        int r = spawn_locked(fn, arg, copy, size, flags, opts, out, NULL);
+        int r = spawn_locked(fn, arg, copy, size, flags, opts, out, NULL, pc);
         csp__ext_exit();
         return r;
     }
     if (CSP__UNLIKELY(atomic_load_explicit(&csp__rt.state, memory_order_acquire) != CSP__RT_RUNNING))
         return csp__shutdown_err();
-    return spawn_locked(fn, arg, copy, size, flags, opts, out, w);
+    return spawn_locked(fn, arg, copy, size, flags, opts, out, w, pc);
 }
 
 /* The body of spawn: the runtime is known to be running (a worker, or a plain
  * thread inside ext_enter). */
 static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size, unsigned flags,
-                        const csp_task_opts_t *opts, csp__task_t **out, csp__worker_t *w)
+                        const csp_task_opts_t *opts, csp__task_t **out, csp__worker_t *w,
+                        void *pc)
 {
     if (!size)
         size = csp__rt.default_stack;
@@ -1307,16 +1291,23 @@ static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size,
     t->fn = fn;
     atomic_store_explicit(&t->pstate, CSP__PS_RUNNING, memory_order_relaxed);
     atomic_store_explicit(&t->status, CSP__TS_RUNNABLE, memory_order_relaxed);
-    t->id = next_task_id(w);
+    /* relaxed atomics: dumps read these racily (sched.h) */
+    __atomic_store_n(&t->id, next_task_id(w), __ATOMIC_RELAXED);
+    __atomic_store_n(&t->parent, w && w->cur ? w->cur->id : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->spawn_pc, pc, __ATOMIC_RELAXED);
     t->next = NULL;
     t->pinned = (flags & CSP_TASK_PINNED) ? (w ? w : csp__rt.workers[0]) : NULL;
     t->waiter = NULL;
-    t->wait_reason = NULL;
-    t->wait_since = 0;
-    t->name[0] = 0;
-    if (opts && opts->name) {
-        strncpy(t->name, opts->name, sizeof t->name - 1);
-        t->name[sizeof t->name - 1] = 0;
+    __atomic_store_n(&t->wait_reason, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->wait_obj, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->wait_since, 0, __ATOMIC_RELAXED);
+    if (CSP__UNLIKELY(opts && opts->name)) {
+        size_t i = 0;
+        for (; i < sizeof t->name - 1 && opts->name[i]; i++)
+            __atomic_store_n(&t->name[i], opts->name[i], __ATOMIC_RELAXED);
+        __atomic_store_n(&t->name[i], 0, __ATOMIC_RELAXED);
+    } else {
+        __atomic_store_n(&t->name[0], 0, __ATOMIC_RELAXED);
     }
     char *top = (char *)t;
 #if defined(CSP_ASAN)
@@ -1377,7 +1368,7 @@ static int spawn_locked(void (*fn)(void *), void *arg, size_t copy, size_t size,
         w->post_op = CSP__POST_CONT;
         w->post_task = cur;
         w->cur = t;
-        atomic_store_explicit(&t->status, CSP__TS_RUNNING, memory_order_relaxed);
+        atomic_store_explicit(&t->status, CSP__TS_RUNNING_ON(w), memory_order_relaxed);
         do_switch(w, cur, t, false);
         sched_post(csp__cur_worker());
         return 0;
@@ -1406,7 +1397,7 @@ int csp__spawn_nosched(void (*fn)(void *), void *arg)
         if (!csp__ext_enter(CSP__RT_RUNNING, CSP__RT_RUNNING))
             return CSP_ESHUTDOWN;
         csp__task_t *t;
-        int r = spawn_locked(fn, arg, 0, 0, 0, NULL, &t, NULL);
+        int r = spawn_locked(fn, arg, 0, 0, 0, NULL, &t, NULL, __builtin_return_address(0));
         if (r == 0) {
             enqueue(NULL, t, false);
             csp__wakep();
@@ -1417,7 +1408,7 @@ int csp__spawn_nosched(void (*fn)(void *), void *arg)
     if (atomic_load_explicit(&csp__rt.state, memory_order_acquire) != CSP__RT_RUNNING)
         return CSP_ESHUTDOWN;
     csp__task_t *t;
-    int r = spawn_locked(fn, arg, 0, 0, 0, NULL, &t, w);
+    int r = spawn_locked(fn, arg, 0, 0, 0, NULL, &t, w, __builtin_return_address(0));
     if (r == 0) {
         enqueue(w, t, false);
         csp__wakep();
@@ -1427,18 +1418,18 @@ int csp__spawn_nosched(void (*fn)(void *), void *arg)
 
 CSP_EXTERN int csp_go(void (*fn)(void *), void *arg)
 {
-    return spawn(fn, arg, 0, NULL, NULL);
+    return spawn(fn, arg, 0, NULL, NULL, __builtin_return_address(0));
 }
 
 CSP_EXTERN int csp_go_opts(void (*fn)(void *), void *arg, const csp_task_opts_t *opts)
 {
-    return spawn(fn, arg, 0, opts, NULL);
+    return spawn(fn, arg, 0, opts, NULL, __builtin_return_address(0));
 }
 
 CSP_EXTERN int csp_go_copy(void (*fn)(void *), const void *arg, size_t size,
                            const csp_task_opts_t *opts)
 {
-    return spawn(fn, (void *)arg, size, opts, NULL);
+    return spawn(fn, (void *)arg, size, opts, NULL, __builtin_return_address(0));
 }
 
 /* ------------------------------------------------------------------ */
@@ -1665,6 +1656,7 @@ static int rt_setup(const csp_config_t *cfg)
         csp__rt.workers[i] = w;
     }
     csp__stack_install_handler();
+    csp__dump_setup();
     return 0;
 }
 
@@ -1720,6 +1712,7 @@ static void rt_teardown(void)
         fprintf(stderr, "libcsp: %llu task(s) still alive at exit were freed\n",
                 (unsigned long long)left);
 #endif
+    csp__dump_teardown();
     rt_free();
     atomic_store(&csp__rt.state, CSP__RT_STOPPED);
 }
@@ -1741,7 +1734,7 @@ CSP_EXTERN int csp_run(void (*main_fn)(void *), void *arg, const csp_config_t *c
     /* the caller's thread becomes worker 0 */
     worker_thread_setup(w0);
     csp__task_t *mt;
-    r = spawn(main_fn, arg, 0, &(csp_task_opts_t){ .name = "main" }, &mt);
+    r = spawn(main_fn, arg, 0, &(csp_task_opts_t){ .name = "main" }, &mt, __builtin_return_address(0));
     if (r == 0) {
         atomic_store(&csp__rt.main_task, mt);
         deadlock_setup();

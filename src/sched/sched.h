@@ -70,8 +70,10 @@ typedef struct csp__timers {
 
 /* ---- tasks ---- */
 enum { CSP__PS_RUNNING = 0, CSP__PS_PARKED = 1, CSP__PS_NOTIFIED = 2 };
-/* Coarse status for dumps (relaxed, informational only). */
+/* Coarse status for dumps (relaxed, informational only). The low byte is
+ * the state; RUNNING carries the worker's index + 1 in the next bits. */
 enum { CSP__TS_RUNNABLE = 0, CSP__TS_RUNNING, CSP__TS_WAITING, CSP__TS_DEAD };
+#define CSP__TS_RUNNING_ON(w) ((uint32_t)CSP__TS_RUNNING | ((uint32_t)(w)->id + 1) << 8)
 
 struct csp__stack_pool;
 
@@ -80,15 +82,24 @@ struct csp__task {
     void           (*fn)(void *);
     void            *arg;
     _Atomic uint32_t pstate;     /* CSP__PS_*: see the file comment */
-    _Atomic uint32_t status;     /* CSP__TS_*: informational (relaxed) */
+    _Atomic uint32_t status;     /* CSP__TS_* (+ worker): informational (relaxed) */
     uint64_t         id;
     csp__task_t     *next;       /* link: global queue, pinned inbox (under their locks) */
     csp__worker_t   *pinned;     /* non-NULL: runs only on this worker */
-    /* what it waits on (hooks for dumps and shutdown); written by the task
-     * itself, read by others only with the world stopped */
+    /* what it waits on: waiter is for the shutdown sweep (read with the
+     * world stopped). wait_reason, wait_obj and wait_since are for dumps,
+     * which read them racily: written and read with relaxed __atomic
+     * builtins only (dump.c). wait_since: 0 untimed, > 0 the park's time,
+     * < 0 minus the time a dump first saw it waiting (coarse clock). */
     csp__waiter_t   *waiter;
     const char      *wait_reason;
+    const void      *wait_obj;
     csp_time_t       wait_since;
+    /* set at spawn, before live's store-release; dumps read id, parent,
+     * spawn_pc and name with relaxed __atomic loads (a slot reused while a
+     * dump reads it shows a new id: the dump re-reads id to notice) */
+    uint64_t         parent;
+    void            *spawn_pc;
     /* stack slot (stack.c): [lo, lo + size) holds the guard page (maybe),
      * the canary, the stack, and this struct at the very top */
     char            *lo;
@@ -334,6 +345,19 @@ int64_t csp__timers_run(csp__timers_t *h, csp_time_t now);
 /* Earliest timer of every worker. */
 int64_t csp__timers_earliest(void);
 void csp__timer_wake_sleeper(csp_time_t when);
+
+/* ---- task dumps (dump.c) ---- */
+/* Nonzero: parks record their time (wait timing is on). Relaxed. */
+extern _Atomic int csp__wait_timing;
+/* The dumps' clock: CLOCK_MONOTONIC_COARSE (a few ns; ticks every few ms). */
+csp_time_t csp__coarse_now(void);
+/* Writes a line for each live task to fd (at most max of them, then a
+ * count of the rest; max <= 0: all), with symbol names if symbols, else
+ * async-signal-safe. Returns the number of tasks, or -1 if a write failed. */
+int  csp__dump_tasks(int fd, bool symbols, int max);
+/* Runtime start/stop: wait timing from env, the SIGQUIT handler. */
+void csp__dump_setup(void);
+void csp__dump_teardown(void);
 
 /* ---- stacks (stack.c) ---- */
 extern size_t csp__page_size;

@@ -19,6 +19,7 @@ void csp__waiter_init(csp__waiter_t *w)
     w->data = NULL;
     w->unlink = NULL;
     w->obj = NULL;
+    w->what = NULL;
     atomic_store_explicit(&w->ack, 0, memory_order_relaxed);
     w->next = w->prev = NULL;
     memset(&w->timer, 0, sizeof w->timer);
@@ -86,10 +87,18 @@ uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *rea
                 armed = true;
             }
         }
-        /* hooks for dumps and the shutdown sweep (read with the world stopped) */
+        /* the shutdown sweep's hook (read with the world stopped), and what
+         * dumps show (read racily: relaxed atomics). The park is timed only
+         * once wait timing is on (a dump asked for it): the coarse clock
+         * costs ~8 ns, a tenth of a channel hand-off. */
         t->waiter = w;
-        t->wait_reason = reason;
-        t->wait_since = 0; /* not timed on the hot path: dumps will measure it */
+        __atomic_store_n(&t->wait_reason, reason, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->wait_obj, w->what, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->wait_since,
+                         CSP__UNLIKELY(atomic_load_explicit(&csp__wait_timing, memory_order_relaxed))
+                             ? csp__coarse_now()
+                             : 0,
+                         __ATOMIC_RELAXED);
         csp__park();
         t->waiter = NULL;
         if (armed)

@@ -55,6 +55,9 @@ struct csp__waiter {
      * primitive that queues waiters sets it (with obj). */
     void            (*unlink)(csp__waiter_t *w);
     void             *obj;
+    /* the user-visible object waited on (a channel, a mutex, a context),
+     * for dumps; NULL: several or none (select, sleep) */
+    const void       *what;
     csp__waiter_t    *next, *prev;   /* the object's wait queue, under its lock */
     csp__timer_t      timer;   /* deadline (tasks) */
     csp__waiter_t    *tnext, *tprev; /* thread registry (shutdown), under its lock */

@@ -143,6 +143,7 @@ CSP_EXTERN int csp_cond_wait_until(csp_cond_t *cc, csp_mutex_t *m, csp_time_t de
     csp__waiter_init(&cw.w);
     cw.w.unlink = cond_unlink;
     cw.w.obj = c;
+    cw.w.what = c;
     csp__spin_lock(&c->lock);
     cq_push_back(c, &cw.w); /* the ticket: taken while we hold m */
     csp__spin_unlock(&c->lock);

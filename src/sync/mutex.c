@@ -423,6 +423,7 @@ static CSP__NOINLINE int mtx_lock_slow(mutex_impl_t *m, csp_time_t deadline, boo
         csp__waiter_init(&mw.w);
         mw.w.unlink = mtx_unlink;
         mw.w.obj = m;
+        mw.w.what = m;
         mw.w.result = MTX_GRANT_NONE;
         mw.since = since;
         if (requeue)

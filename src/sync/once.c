@@ -141,6 +141,7 @@ static CSP__NOINLINE int once_slow(once_impl_t *o, void (*fn)(void *), void *arg
     csp__waiter_init(&w);
     w.unlink = once_unlink;
     w.obj = o;
+    w.what = o;
     w.next = o->waiters;
     o->waiters = &w;
     once_unlock(o);

@@ -228,6 +228,7 @@ static CSP__NOINLINE int rw_rlock_slow(rw_impl_t *m)
     csp__waiter_init(&rw.w);
     rw.w.unlink = rw_unlink_reader;
     rw.w.obj = m;
+    rw.w.what = m;
     rq_push(m, &rw.w);
     csp__spin_unlock(&m->slock);
 
@@ -387,6 +388,7 @@ CSP_EXTERN int csp_rwmutex_lock(csp_rwmutex_t *mm)
     csp__waiter_init(&ww);
     ww.unlink = rw_unlink_writer;
     ww.obj = m;
+    ww.what = m;
     csp__spin_lock(&m->slock);
     if (m->wslot == RW_TOKEN) { /* they left already (slock orders their sections) */
         m->wslot = NULL;

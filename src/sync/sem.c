@@ -158,6 +158,7 @@ CSP_EXTERN int csp_sem_acquire(csp_sem_t *s, int64_t n, csp_ctx_t *ctx)
     csp__waiter_init(&x.w);
     x.w.unlink = sem_unlink;
     x.w.obj = m;
+    x.w.what = m;
     x.n = n;
     q_push(m, &x);
     csp__spin_unlock(&m->lock);

@@ -228,6 +228,7 @@ static int sf_follow_unlock(sf_impl_t *s, sf_call_t *c, void *out, size_t out_si
     w.data = &d;
     w.unlink = sf_unlink;
     w.obj = c;
+    w.what = s;
     w.prev = c->tail;
     w.next = NULL;
     if (c->tail)

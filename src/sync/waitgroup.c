@@ -131,6 +131,7 @@ CSP_EXTERN int csp_wg_wait(csp_wg_t *wg)
     csp__waiter_init(&w);
     w.unlink = wg_unlink;
     w.obj = g;
+    w.what = g;
     w.next = g->waiters;
     g->waiters = &w;
     /* release the lock keeping the counter (it can't change while locked) */
