@@ -168,6 +168,9 @@ struct csp__worker {
     struct csp__obj_cache ocache[CSP__OBJ_NCLASS];
     pthread_t        thread;
     int              own_thread;        /* created by the runtime (joined at stop) */
+    /* per victim: the deque top this worker last saw there, and when
+     * (cq_aged; owner only; nworkers entries) */
+    struct csp__cq_seen { int64_t top; csp_time_t at; } *cq_seen;
 
     /* --- run queue (Go's runq): owner puts at tail, anyone takes at head --- */
     _Atomic uint32_t runq_head CSP__ALIGNED_CL; /* CAS by owner and thieves */
