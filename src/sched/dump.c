@@ -293,7 +293,23 @@ static int dump_all(int fd, bool symbols)
     out_u64(&o, (uint64_t)nw);
     out_str(&o, nw == 1 ? " worker, " : " workers, ");
     out_u64(&o, (uint64_t)atomic_load_explicit(&csp__rt.npidle, memory_order_relaxed));
-    out_str(&o, " idle\n");
+    out_str(&o, " idle, ");
+    out_u64(&o, (uint64_t)atomic_load_explicit(&csp__rt.nspinning, memory_order_relaxed));
+    out_str(&o, " spinning; global queue ");
+    out_u64(&o, (uint64_t)atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed));
+    out_str(&o, "; queued per worker:");
+    for (int i = 0; i < nw; i++) {
+        csp__worker_t *w = csp__rt.workers[i];
+        /* racy counts (relaxed loads of the queue indexes): a hint */
+        uint32_t rq = atomic_load_explicit(&w->runq_tail, memory_order_relaxed) -
+                      atomic_load_explicit(&w->runq_head, memory_order_relaxed);
+        int64_t cq = atomic_load_explicit(&w->cq_bottom, memory_order_relaxed) -
+                     atomic_load_explicit(&w->cq_top, memory_order_relaxed);
+        rq += atomic_load_explicit(&w->runnext, memory_order_relaxed) != NULL;
+        out_ch(&o, ' ');
+        out_u64(&o, (uint64_t)rq + (uint64_t)(cq > 0 ? cq : 0));
+    }
+    out_ch(&o, '\n');
     out_flush(&o);
     int n = csp__dump_tasks(fd, symbols, 0);
     if (n >= 0) {

@@ -531,7 +531,16 @@ static void worker_kick(csp__worker_t *w)
     csp__futex_wake(&w->park_seq, 1);
 }
 
-static csp__worker_t *idle_pop(void)
+/* Pops an idle worker. spinning: hand it the spinning role (the caller
+ * counted it in nspinning). The flag is set under idle_lock: every way the
+ * worker leaves its idle registration goes through idle_remove (the same
+ * lock), so it sees the flag at its loop's top. Set after the unlock, as it
+ * was, a worker that had found work on its own could miss the flag there,
+ * start spinning by itself (nspinning + 1), and take the flag later on top:
+ * one spinner counted twice for good, so csp__wakep never woke anyone again
+ * (every worker asleep, a task in the global queue; found by test_wg under
+ * qemu-aarch64, where the task dump showed "4 idle, 1 spinning"). */
+static csp__worker_t *idle_pop(bool spinning)
 {
     pthread_mutex_lock(&csp__rt.idle_lock);
     csp__worker_t *w = csp__rt.idle_list;
@@ -539,6 +548,8 @@ static csp__worker_t *idle_pop(void)
         csp__rt.idle_list = w->idle_next;
         w->idle = 0;
         atomic_fetch_sub(&csp__rt.npidle, 1);
+        if (spinning)
+            atomic_store_explicit(&w->wake_spinning, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&csp__rt.idle_lock);
     return w;
@@ -570,19 +581,18 @@ void csp__wakep(void)
     int z = 0;
     if (!atomic_compare_exchange_strong(&csp__rt.nspinning, &z, 1))
         return;
-    csp__worker_t *w = idle_pop();
+    csp__worker_t *w = idle_pop(true);
     if (!w) {
         atomic_fetch_sub(&csp__rt.nspinning, 1);
         return;
     }
-    atomic_store_explicit(&w->wake_spinning, 1, memory_order_relaxed); /* published by the kick */
     worker_kick(w);
 }
 
 /* Wakes an idle worker so that it re-evaluates timers (no spinning hand-off). */
 static void wake_idle_for_timers(void)
 {
-    csp__worker_t *w = idle_pop();
+    csp__worker_t *w = idle_pop(false);
     if (w)
         worker_kick(w);
 }
@@ -1055,7 +1065,10 @@ static csp__task_t *find_runnable(csp__worker_t *w)
     again:
         if (atomic_load_explicit(&w->wake_spinning, memory_order_relaxed)) {
             atomic_store_explicit(&w->wake_spinning, 0, memory_order_relaxed);
-            w->spinning = 1; /* counted in nspinning by wakep */
+            if (w->spinning)
+                atomic_fetch_sub(&csp__rt.nspinning, 1); /* counted by wakep and by us */
+            else
+                w->spinning = 1; /* counted in nspinning by wakep */
         }
         if (CSP__UNLIKELY(atomic_load(&csp__rt.interrupt))) {
             if (atomic_load(&csp__rt.stw))
