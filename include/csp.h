@@ -17,5 +17,6 @@
 #include "csp/supervise.h"
 #include "csp/pipeline.h"
 #include "csp/error.h"
+#include "csp/io.h"
 
 #endif /* CSP_H */

@@ -610,6 +610,16 @@ void csp__timer_wake_sleeper(csp_time_t when)
         wake_idle_for_timers();
 }
 
+void csp__deadlock_poke(void)
+{
+    /* seq_cst load: pairs with the idle worker's npidle increment before it
+     * reads what can wake a task (deadlock_state) - the caller's decrement
+     * came first, so either that worker sees it or we see the worker */
+    if (!csp__rt.dl_max_threads || atomic_load(&csp__rt.npidle) != csp__rt.nworkers)
+        return;
+    wake_idle_for_timers(); /* it re-runs the check on its way back to sleep */
+}
+
 static void wake_all_workers(void)
 {
     for (int i = 0; i < csp__rt.nworkers; i++)
@@ -1007,6 +1017,7 @@ static void deadlock_setup(void)
 static bool deadlock_state(csp__worker_t *w)
 {
     if (atomic_load(&csp__rt.npidle) != csp__rt.nworkers || atomic_load(&csp__rt.ext_refs) ||
+        csp__blocking_inflight() > 0 ||
         atomic_load(&csp__rt.interrupt) || any_work_visible(w) ||
         csp__timers_earliest() != INT64_MAX)
         return false;
@@ -1030,8 +1041,10 @@ static bool check_deadlock(csp__worker_t *w)
     int64_t seen = atomic_load_explicit(&csp__rt.dl_threads_seen, memory_order_relaxed);
     if (seen && now - seen < CSP__DL_RECHECK_NS)
         return false;
+    /* the blocking pool's threads are ours: idle (nothing in flight, see
+     * deadlock_state), they wake nobody */
     int n = process_threads();
-    if (n < 1 || n > csp__rt.dl_max_threads) {
+    if (n < 1 || n > csp__rt.dl_max_threads + csp__blocking_threads()) {
         atomic_store_explicit(&csp__rt.dl_threads_seen, now, memory_order_relaxed);
         return false;
     }
@@ -1716,6 +1729,7 @@ static int rt_setup(const csp_config_t *cfg)
     }
     csp__stack_install_handler();
     csp__dump_setup();
+    csp__blocking_setup();
     return 0;
 }
 
@@ -1764,6 +1778,7 @@ static void count_live(csp__task_t *t, void *arg)
 
 static void rt_teardown(void)
 {
+    csp__blocking_teardown(); /* no pool thread holds a request after this */
     uint64_t left = 0;
     csp__stacks_foreach(count_live, &left);
 #if defined(CSP_DEBUG)

@@ -362,6 +362,19 @@ int  csp__dump_tasks(int fd, bool symbols, int max);
 void csp__dump_setup(void);
 void csp__dump_teardown(void);
 
+/* ---- the blocking pool (io/blocking.c) ---- */
+int  csp__blocking_inflight(void); /* calls queued or running (they can wake a task) */
+int  csp__blocking_threads(void);  /* live pool threads */
+void csp__blocking_setup(void);
+/* Something that could wake a task (a blocking call in flight) just went
+ * away: if every worker is idle, one re-runs the deadlock check (the last
+ * one to go idle may have checked while it still existed). Any thread,
+ * while the runtime's structures exist (the blocking pool: before its
+ * teardown has waited for it). */
+void csp__deadlock_poke(void);
+/* Workers stopped, before task stacks are freed: waits for running calls. */
+void csp__blocking_teardown(void);
+
 /* ---- stacks (stack.c) ---- */
 extern size_t csp__page_size;
 int  csp__stacks_init(void);
