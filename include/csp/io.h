@@ -10,6 +10,7 @@
 #define CSP_IO_H
 
 #include "common.h"
+#include "ctx.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,6 +34,14 @@ extern "C" {
  * csp_run and csp_shutdown wait for every fn still running to return (and
  * say so on stderr every second); calls still queued never run. */
 CSP_EXTERN int csp_blocking(void (*fn)(void *arg), void *arg);
+
+/* csp_blocking with a context. If ctx is done before a pool thread has
+ * started fn, fn never runs and the result is csp_ctx_err(ctx). Once fn has
+ * started it cannot be stopped: the call still waits for it (fn may use the
+ * caller's stack) and returns 0, and fn's results are valid. Also
+ * CSP_EINVAL (ctx or fn NULL), CSP_ESHUTDOWN. On a plain thread: ctx's
+ * error if it is done, else fn(arg) inline. Blocks as csp_blocking. */
+CSP_EXTERN int csp_blocking_ctx(csp_ctx_t *ctx, void (*fn)(void *arg), void *arg);
 
 /* Default cap on pool threads running calls at once. */
 #define CSP_BLOCKING_MAX_THREADS 256

@@ -28,6 +28,7 @@
 #define _GNU_SOURCE
 #include "../sched/sched.h"
 #include "../sched/wait.h"
+#include "csp/ctx.h"
 #include "csp/io.h"
 
 #include <errno.h>
@@ -44,6 +45,9 @@ typedef struct req {
     void *arg;
     csp__waiter_t w;
     int state;                  /* REQ_*, under bp.lock */
+    /* a caller whose context was done while fn runs parks here until DONE
+     * (under bp.lock; the pool thread takes it off and wakes it) */
+    csp__waiter_t *late;
     struct req *next, *prev;    /* the queue, under bp.lock */
 } req_t;
 
@@ -118,11 +122,19 @@ static void *pool_thread(void *arg)
 
         /* the last touch of r when it succeeds (the task may return) */
         bool woke = csp__waiter_wake(&r->w, CSP__W_WOKEN);
+        csp__waiter_t *late = NULL;
         pthread_mutex_lock(&bp.lock);
-        if (!woke)
-            r->state = REQ_DONE; /* the task waits for this, under the lock */
+        if (!woke) {
+            /* the task was woken by its context or the shutdown sweep and
+             * waits for DONE: parked on r->late, or blocked on bp.changed */
+            r->state = REQ_DONE;
+            late = r->late;
+            r->late = NULL;
+        }
         atomic_fetch_sub(&bp.inflight, 1); /* seq_cst: see csp__deadlock_poke */
         pthread_mutex_unlock(&bp.lock);
+        if (late)
+            csp__waiter_wake_dequeued(late, CSP__W_WOKEN); /* our last touch of it */
         /* Every worker may have gone idle, and checked for a deadlock,
          * while this call was still in flight: let one look again. No
          * ext_enter (the check would see it and pass again): bp.running
@@ -187,20 +199,70 @@ static void req_unlink(csp__waiter_t *w)
     pthread_mutex_unlock(&bp.lock);
 }
 
-CSP_EXTERN int csp_blocking(void (*fn)(void *), void *arg)
+/* The caller's request was woken other than by its completion (st: its
+ * context, or the shutdown sweep), with bp.lock held. Takes a queued request
+ * off the queue (fn never runs), or waits until a running fn has returned:
+ * parked on a second waiter the pool thread wakes, or, once the runtime is
+ * stopping, blocking the worker on bp.changed (the teardown waits for fn
+ * anyway). Returns with bp.lock released; true if fn ran. */
+static bool req_abandon(req_t *r)
 {
-    if (!fn)
-        return CSP_EINVAL;
+    if (r->state == REQ_QUEUED) {
+        queue_remove(r);
+        r->state = REQ_DONE;
+        atomic_fetch_sub(&bp.inflight, 1);
+        pthread_mutex_unlock(&bp.lock);
+        return false;
+    }
+    while (r->state != REQ_DONE) {
+        if (csp__shutting_down()) {
+            pthread_cond_wait(&bp.changed, &bp.lock); /* shutdown only */
+            continue;
+        }
+        csp__waiter_t w2;
+        csp__waiter_init(&w2);
+        r->late = &w2;
+        pthread_mutex_unlock(&bp.lock);
+        uint32_t st = csp__waiter_wait(&w2, CSP_FOREVER, "blocking");
+        pthread_mutex_lock(&bp.lock);
+        if (r->late == &w2) {
+            r->late = NULL; /* woken by the sweep: the pool thread never saw w2 */
+        } else if (st != CSP__W_WOKEN) {
+            /* the pool thread took w2 and lost the wake race: let it finish
+             * with w2 before our frame goes */
+            pthread_mutex_unlock(&bp.lock);
+            csp__waiter_await_ack(&w2);
+            pthread_mutex_lock(&bp.lock);
+        }
+    }
+    pthread_mutex_unlock(&bp.lock);
+    return true;
+}
+
+/* ctx NULL: no context. */
+static int blocking(csp_ctx_t *ctx, void (*fn)(void *), void *arg)
+{
     if (!csp__cur_task()) {
+        if (ctx) {
+            int e = csp_ctx_err(ctx);
+            if (e)
+                return e;
+        }
         fn(arg); /* a plain thread may block */
         return 0;
     }
     if (csp__shutting_down())
         return csp__shutdown_err();
+    if (ctx) {
+        int e = csp_ctx_err(ctx);
+        if (e)
+            return e;
+    }
     req_t r;
     r.fn = fn;
     r.arg = arg;
     r.state = REQ_QUEUED;
+    r.late = NULL;
     r.next = NULL;
     csp__waiter_init(&r.w);
     r.w.unlink = req_unlink;
@@ -216,25 +278,33 @@ CSP_EXTERN int csp_blocking(void (*fn)(void *), void *arg)
     else
         bp.head = &r;
     bp.tail = &r;
-    atomic_store(&bp.inflight, atomic_load(&bp.inflight) + 1);
+    atomic_fetch_add(&bp.inflight, 1);
     pool_grow();
     pthread_mutex_unlock(&bp.lock);
 
-    uint32_t st = csp__waiter_wait(&r.w, CSP_FOREVER, "blocking");
+    uint32_t st = csp__waiter_wait_ctx(&r.w, ctx, CSP_FOREVER, "blocking");
     if (st == CSP__W_WOKEN)
         return 0;
-    /* shutdown: fn never runs if still queued; if running, wait for it (the
-     * pool thread's wake failed or will fail, and it marks the request DONE) */
     pthread_mutex_lock(&bp.lock);
-    if (r.state == REQ_QUEUED) {
-        queue_remove(&r);
-        r.state = REQ_DONE;
-        atomic_store(&bp.inflight, atomic_load(&bp.inflight) - 1);
-    }
-    while (r.state != REQ_DONE)
-        pthread_cond_wait(&bp.changed, &bp.lock); /* blocks this worker: shutdown only */
-    pthread_mutex_unlock(&bp.lock);
-    return CSP_ESHUTDOWN;
+    bool ran = req_abandon(&r);
+    if (st == CSP__W_SHUTDOWN)
+        return CSP_ESHUTDOWN;
+    /* the context: before fn started, its error; after, fn's results stand */
+    return ran ? 0 : csp_ctx_err(ctx);
+}
+
+CSP_EXTERN int csp_blocking(void (*fn)(void *), void *arg)
+{
+    if (!fn)
+        return CSP_EINVAL;
+    return blocking(NULL, fn, arg);
+}
+
+CSP_EXTERN int csp_blocking_ctx(csp_ctx_t *ctx, void (*fn)(void *), void *arg)
+{
+    if (!ctx || !fn)
+        return CSP_EINVAL;
+    return blocking(ctx, fn, arg);
 }
 
 /* Runtime start: the thread cap from env. */

@@ -11,6 +11,10 @@
  *     and its task gets CSP_ESHUTDOWN;
  *   - the deadlock check: a call in flight can wake a task (no verdict);
  *     idle pool threads wake nobody (verdict);
+ *   - csp_blocking_ctx: a context done while the call is queued drops it
+ *     (fn never runs, CSP_ECANCELED); done while fn runs, the caller still
+ *     waits (parked) and gets 0 with fn's results; done before: fn never
+ *     runs; plain threads; bad input;
  *   - dumps show the wait as "blocking".
  * Every runtime case runs at 1, 2, 4 and 8 workers.
  */
@@ -391,6 +395,141 @@ static void test_deadlock_check(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* csp_blocking_ctx                                                          */
+
+static atomic_int g_hold_release, g_hold_started, g_q_ran, g_slow_done;
+static csp_ctx_t *g_cctx;
+static atomic_int g_rc_queued = 99, g_rc_running = 99;
+
+static void hold2_fn(void *arg)
+{
+    (void)arg;
+    atomic_store(&g_hold_started, 1);
+    while (!atomic_load(&g_hold_release))
+        sleep_ns(MS);
+}
+
+static void queued_fn(void *arg)
+{
+    (void)arg;
+    atomic_store(&g_q_ran, 1);
+}
+
+static void holder_task(void *arg)
+{
+    (void)arg;
+    TCHECK_EQ(csp_blocking(hold2_fn, NULL), 0);
+    csp_wg_done(&g_wg);
+}
+
+static void queued_task(void *arg)
+{
+    (void)arg;
+    atomic_store(&g_rc_queued, csp_blocking_ctx(g_cctx, queued_fn, NULL));
+    csp_wg_done(&g_wg);
+}
+
+static void ctx_queued_main(void *arg)
+{
+    (void)arg;
+    /* CSP_BLOCKING_MAX=1: the holder has the only thread, ours queues */
+    atomic_store(&g_hold_release, 0);
+    atomic_store(&g_hold_started, 0);
+    atomic_store(&g_q_ran, 0);
+    atomic_store(&g_rc_queued, 99);
+    g_cctx = csp_ctx_with_cancel(csp_ctx_background());
+    TCHECK(g_cctx != NULL);
+    csp_wg_add(&g_wg, 2);
+    TCHECK_EQ(csp_go(holder_task, NULL), 0);
+    while (!atomic_load(&g_hold_started))
+        csp_sleep(MS);
+    TCHECK_EQ(csp_go(queued_task, NULL), 0);
+    csp_sleep(10 * MS);
+    csp_ctx_cancel(g_cctx);
+    /* the queued call gives up at once, with fn never run */
+    for (int i = 0; i < 5000 && atomic_load(&g_rc_queued) == 99; i++)
+        csp_sleep(MS);
+    TCHECK_EQ(atomic_load(&g_rc_queued), CSP_ECANCELED);
+    TCHECK_EQ(atomic_load(&g_q_ran), 0);
+    atomic_store(&g_hold_release, 1);
+    TCHECK_EQ(csp_wg_wait(&g_wg), 0);
+    TCHECK_EQ(atomic_load(&g_q_ran), 0);
+    csp_ctx_release(g_cctx);
+}
+
+typedef struct { int out; } slow_t;
+
+static void slow_fn(void *arg)
+{
+    slow_t *sl = arg;
+    atomic_store(&g_hold_started, 1);
+    while (!atomic_load(&g_hold_release))
+        sleep_ns(MS);
+    sl->out = 77; /* the caller's stack */
+    atomic_store(&g_slow_done, 1);
+}
+
+static void running_task(void *arg)
+{
+    (void)arg;
+    slow_t sl = { 0 };
+    int rc = csp_blocking_ctx(g_cctx, slow_fn, &sl);
+    TCHECK(atomic_load(&g_slow_done)); /* returned only after fn */
+    TCHECK_EQ(sl.out, 77);
+    atomic_store(&g_rc_running, rc);
+    csp_wg_done(&g_wg);
+}
+
+static void ctx_running_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&g_hold_release, 0);
+    atomic_store(&g_hold_started, 0);
+    atomic_store(&g_slow_done, 0);
+    atomic_store(&g_rc_running, 99);
+    g_cctx = csp_ctx_with_cancel(csp_ctx_background());
+    csp_wg_add(&g_wg, 1);
+    TCHECK_EQ(csp_go(running_task, NULL), 0);
+    while (!atomic_load(&g_hold_started))
+        csp_sleep(MS);
+    csp_ctx_cancel(g_cctx); /* fn runs on: the caller keeps waiting, parked */
+    csp_sleep(20 * MS);
+    TCHECK_EQ(atomic_load(&g_rc_running), 99);
+    atomic_store(&g_hold_release, 1);
+    TCHECK_EQ(csp_wg_wait(&g_wg), 0);
+    TCHECK_EQ(atomic_load(&g_rc_running), 0); /* fn ran: its results stand */
+    /* a context already done: fn never runs */
+    atomic_store(&g_q_ran, 0);
+    TCHECK_EQ(csp_blocking_ctx(g_cctx, queued_fn, NULL), CSP_ECANCELED);
+    TCHECK_EQ(atomic_load(&g_q_ran), 0);
+    TCHECK_EQ(csp_blocking_ctx(NULL, queued_fn, NULL), CSP_EINVAL);
+    TCHECK_EQ(csp_blocking_ctx(g_cctx, NULL, NULL), CSP_EINVAL);
+    csp_ctx_release(g_cctx);
+}
+
+static void test_ctx(void **state)
+{
+    (void)state;
+    setenv("CSP_BLOCKING_MAX", "1", 1);
+    for (int w = 0; w < TC_NWORKER_COUNTS; w++)
+        T_RUN(ctx_queued_main, NULL, tc_worker_counts[w], CSP_SPAWN_HELP_FIRST);
+    unsetenv("CSP_BLOCKING_MAX");
+    for (int w = 0; w < TC_NWORKER_COUNTS; w++)
+        T_RUN(ctx_running_main, NULL, tc_worker_counts[w], CSP_SPAWN_HELP_FIRST);
+    /* plain thread, no runtime: a done context, a live one */
+    csp_ctx_t *c = csp_ctx_with_cancel(csp_ctx_background());
+    assert_non_null(c);
+    atomic_store(&g_q_ran, 0);
+    assert_int_equal(csp_blocking_ctx(c, queued_fn, NULL), 0);
+    assert_int_equal(atomic_load(&g_q_ran), 1);
+    csp_ctx_cancel(c);
+    atomic_store(&g_q_ran, 0);
+    assert_int_equal(csp_blocking_ctx(c, queued_fn, NULL), CSP_ECANCELED);
+    assert_int_equal(atomic_load(&g_q_ran), 0);
+    csp_ctx_release(c);
+}
+
+/* ------------------------------------------------------------------------ */
 /* dumps                                                                     */
 
 static atomic_int g_dump_release;
@@ -449,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_run_waits_for_running_call),
         cmocka_unit_test(test_shutdown),
         cmocka_unit_test(test_deadlock_check),
+        cmocka_unit_test(test_ctx),
         cmocka_unit_test(test_dump_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
