@@ -29,6 +29,7 @@
  * after unlocking (csp__waiter_wait). Channel locks < run-queue locks
  * (completing a waiter readies a task, always after unlocking here).
  */
+#define CSP__SPIN_RANK CSP__RANK_CHAN /* lock ranks: internal.h */
 #include "sched/wait.h"
 #include "chan_internal.h"
 

@@ -41,6 +41,7 @@
  * cancel inline (cancel deletes timers, which takes heap locks): it spawns a
  * task that does (Go's time.AfterFunc).
  */
+#define CSP__SPIN_RANK CSP__RANK_CTX /* lock ranks: internal.h */
 #include "ctx_internal.h"
 #include "sched/wait.h"
 

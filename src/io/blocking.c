@@ -90,7 +90,7 @@ static void queue_remove(req_t *r)
 static void *pool_thread(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&bp.lock);
+    csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
     for (;;) {
         while (!bp.head && !bp.stopping) {
             struct timespec ts;
@@ -116,14 +116,14 @@ static void *pool_thread(void *arg)
         queue_remove(r);
         r->state = REQ_RUNNING;
         bp.running++;
-        pthread_mutex_unlock(&bp.lock);
+        csp__mutex_unlock(&bp.lock);
 
         r->fn(r->arg);
 
         /* the last touch of r when it succeeds (the task may return) */
         bool woke = csp__waiter_wake(&r->w, CSP__W_WOKEN);
         csp__waiter_t *late = NULL;
-        pthread_mutex_lock(&bp.lock);
+        csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
         if (!woke) {
             /* the task was woken by its context or the shutdown sweep and
              * waits for DONE: parked on r->late, or blocked on bp.changed */
@@ -132,7 +132,7 @@ static void *pool_thread(void *arg)
             r->late = NULL;
         }
         atomic_fetch_sub(&bp.inflight, 1); /* seq_cst: see csp__deadlock_poke */
-        pthread_mutex_unlock(&bp.lock);
+        csp__mutex_unlock(&bp.lock);
         if (late)
             csp__waiter_wake_dequeued(late, CSP__W_WOKEN); /* our last touch of it */
         /* Every worker may have gone idle, and checked for a deadlock,
@@ -142,7 +142,7 @@ static void *pool_thread(void *arg)
          * before it is 0. */
         if (atomic_load(&csp__rt.state) == CSP__RT_RUNNING)
             csp__deadlock_poke();
-        pthread_mutex_lock(&bp.lock);
+        csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
         bp.running--;
         if (bp.stopping || !woke)
             pthread_cond_broadcast(&bp.changed);
@@ -150,7 +150,7 @@ static void *pool_thread(void *arg)
 out:
     atomic_store(&bp.nthreads, atomic_load(&bp.nthreads) - 1);
     pthread_cond_broadcast(&bp.changed);
-    pthread_mutex_unlock(&bp.lock);
+    csp__mutex_unlock(&bp.lock);
     return NULL;
 }
 
@@ -190,13 +190,13 @@ static void pool_grow(void)
 static void req_unlink(csp__waiter_t *w)
 {
     req_t *r = (req_t *)((char *)w - offsetof(req_t, w));
-    pthread_mutex_lock(&bp.lock);
+    csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
     if (r->state == REQ_QUEUED) {
         queue_remove(r);
         r->state = REQ_DONE;
         atomic_store(&bp.inflight, atomic_load(&bp.inflight) - 1);
     }
-    pthread_mutex_unlock(&bp.lock);
+    csp__mutex_unlock(&bp.lock);
 }
 
 /* The caller's request was woken other than by its completion (st: its
@@ -211,7 +211,7 @@ static bool req_abandon(req_t *r)
         queue_remove(r);
         r->state = REQ_DONE;
         atomic_fetch_sub(&bp.inflight, 1);
-        pthread_mutex_unlock(&bp.lock);
+        csp__mutex_unlock(&bp.lock);
         return false;
     }
     while (r->state != REQ_DONE) {
@@ -222,20 +222,20 @@ static bool req_abandon(req_t *r)
         csp__waiter_t w2;
         csp__waiter_init(&w2);
         r->late = &w2;
-        pthread_mutex_unlock(&bp.lock);
+        csp__mutex_unlock(&bp.lock);
         uint32_t st = csp__waiter_wait(&w2, CSP_FOREVER, "blocking");
-        pthread_mutex_lock(&bp.lock);
+        csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
         if (r->late == &w2) {
             r->late = NULL; /* woken by the sweep: the pool thread never saw w2 */
         } else if (st != CSP__W_WOKEN) {
             /* the pool thread took w2 and lost the wake race: let it finish
              * with w2 before our frame goes */
-            pthread_mutex_unlock(&bp.lock);
+            csp__mutex_unlock(&bp.lock);
             csp__waiter_await_ack(&w2);
-            pthread_mutex_lock(&bp.lock);
+            csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
         }
     }
-    pthread_mutex_unlock(&bp.lock);
+    csp__mutex_unlock(&bp.lock);
     return true;
 }
 
@@ -267,9 +267,9 @@ static int blocking(csp_ctx_t *ctx, void (*fn)(void *), void *arg)
     csp__waiter_init(&r.w);
     r.w.unlink = req_unlink;
     r.w.obj = &r;
-    pthread_mutex_lock(&bp.lock);
+    csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
     if (bp.stopping) {
-        pthread_mutex_unlock(&bp.lock);
+        csp__mutex_unlock(&bp.lock);
         return csp__shutdown_err();
     }
     r.prev = bp.tail;
@@ -280,12 +280,12 @@ static int blocking(csp_ctx_t *ctx, void (*fn)(void *), void *arg)
     bp.tail = &r;
     atomic_fetch_add(&bp.inflight, 1);
     pool_grow();
-    pthread_mutex_unlock(&bp.lock);
+    csp__mutex_unlock(&bp.lock);
 
     uint32_t st = csp__waiter_wait_ctx(&r.w, ctx, CSP_FOREVER, "blocking");
     if (st == CSP__W_WOKEN)
         return 0;
-    pthread_mutex_lock(&bp.lock);
+    csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
     bool ran = req_abandon(&r);
     if (st == CSP__W_SHUTDOWN)
         return CSP_ESHUTDOWN;
@@ -318,10 +318,10 @@ void csp__blocking_setup(void)
         if (*end == 0 && v >= 1 && v <= 4096)
             max = (int)v;
     }
-    pthread_mutex_lock(&bp.lock);
+    csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
     bp.max = max;
     bp.stopping = 0;
-    pthread_mutex_unlock(&bp.lock);
+    csp__mutex_unlock(&bp.lock);
 }
 
 /* Runtime teardown, workers stopped, before task stacks are freed: waits for
@@ -330,7 +330,7 @@ void csp__blocking_setup(void)
  * (the teardown frees those tasks). */
 void csp__blocking_teardown(void)
 {
-    pthread_mutex_lock(&bp.lock);
+    csp__mutex_lock(&bp.lock, CSP__RANK_BLOCKING);
     bp.stopping = 1;
     pthread_cond_broadcast(&bp.work);
     csp_time_t next_note = csp_now() + CSP_SECOND;
@@ -356,7 +356,7 @@ void csp__blocking_teardown(void)
     int n = bp.nths;
     bp.ths = NULL;
     bp.nths = bp.cap = 0;
-    pthread_mutex_unlock(&bp.lock);
+    csp__mutex_unlock(&bp.lock);
     for (int i = 0; i < n; i++)
         pthread_join(ths[i], NULL);
     free(ths);

@@ -33,6 +33,7 @@
  * worker (docs/internals/threads.md).
  */
 #define _GNU_SOURCE
+#define CSP__SPIN_RANK CSP__RANK_PIN /* lock ranks: internal.h */
 #include "sched.h"
 #include "wait.h"
 
@@ -110,11 +111,11 @@ static inline void gq_append_locked(csp__task_t *t)
  * rare, and the queue only ever needs a bounded batch at a time). */
 static void gq_lock_room(uint32_t n)
 {
-    pthread_mutex_lock(&csp__rt.gq_lock);
+    csp__mutex_lock(&csp__rt.gq_lock, CSP__RANK_GQ);
     while (CSP__UNLIKELY(!gq_reserve(n))) {
-        pthread_mutex_unlock(&csp__rt.gq_lock);
+        csp__mutex_unlock(&csp__rt.gq_lock);
         sched_yield();
-        pthread_mutex_lock(&csp__rt.gq_lock);
+        csp__mutex_lock(&csp__rt.gq_lock, CSP__RANK_GQ);
     }
 }
 
@@ -134,7 +135,7 @@ static bool runq_put_slow(csp__worker_t *w, csp__task_t *t, uint32_t h, uint32_t
     gq_lock_room(n + 1);
     for (uint32_t i = 0; i <= n; i++)
         gq_append_locked(batch[i]);
-    pthread_mutex_unlock(&csp__rt.gq_lock);
+    csp__mutex_unlock(&csp__rt.gq_lock);
     return true;
 }
 
@@ -455,7 +456,7 @@ static void gq_put(csp__task_t *t)
     uint32_t len = atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed);
     csp__rt.gq_buf[(csp__rt.gq_first + len) % csp__rt.gq_cap] = t;
     atomic_store(&csp__rt.gq_n, len + 1); /* seq_cst: the sleep protocol's re-check */
-    pthread_mutex_unlock(&csp__rt.gq_lock);
+    csp__mutex_unlock(&csp__rt.gq_lock);
 }
 
 /* Owner w. Takes a fair share of the global queue; returns one, queues the rest. */
@@ -463,7 +464,7 @@ static csp__task_t *gq_get(csp__worker_t *w, uint32_t max)
 {
     if (atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed) == 0)
         return NULL;
-    pthread_mutex_lock(&csp__rt.gq_lock);
+    csp__mutex_lock(&csp__rt.gq_lock, CSP__RANK_GQ);
     uint32_t avail = atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed);
     uint32_t n = avail / (uint32_t)csp__rt.nworkers + 1;
     if (n > avail)
@@ -479,7 +480,7 @@ static csp__task_t *gq_get(csp__worker_t *w, uint32_t max)
         csp__rt.gq_first = (csp__rt.gq_first + n) % csp__rt.gq_cap;
         atomic_store_explicit(&csp__rt.gq_n, avail - n, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&csp__rt.gq_lock);
+    csp__mutex_unlock(&csp__rt.gq_lock);
     if (!n)
         return NULL;
     for (uint32_t i = 1; i < n; i++)
@@ -542,7 +543,7 @@ static void worker_kick(csp__worker_t *w)
  * qemu-aarch64, where the task dump showed "4 idle, 1 spinning"). */
 static csp__worker_t *idle_pop(bool spinning)
 {
-    pthread_mutex_lock(&csp__rt.idle_lock);
+    csp__mutex_lock(&csp__rt.idle_lock, CSP__RANK_IDLE);
     csp__worker_t *w = csp__rt.idle_list;
     if (w) {
         csp__rt.idle_list = w->idle_next;
@@ -551,14 +552,14 @@ static csp__worker_t *idle_pop(bool spinning)
         if (spinning)
             atomic_store_explicit(&w->wake_spinning, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&csp__rt.idle_lock);
+    csp__mutex_unlock(&csp__rt.idle_lock);
     return w;
 }
 
 /* Removes w from the idle list if it is still on it. Owner w. */
 static void idle_remove(csp__worker_t *w)
 {
-    pthread_mutex_lock(&csp__rt.idle_lock);
+    csp__mutex_lock(&csp__rt.idle_lock, CSP__RANK_IDLE);
     if (w->idle) {
         csp__worker_t **pp = &csp__rt.idle_list;
         while (*pp != w)
@@ -567,7 +568,7 @@ static void idle_remove(csp__worker_t *w)
         w->idle = 0;
         atomic_fetch_sub(&csp__rt.npidle, 1);
     }
-    pthread_mutex_unlock(&csp__rt.idle_lock);
+    csp__mutex_unlock(&csp__rt.idle_lock);
 }
 
 void csp__wakep(void)
@@ -637,6 +638,7 @@ static inline void do_switch(csp__worker_t *w, csp__task_t *from, csp__task_t *t
 {
     csp__ctx_t *fc = from ? &from->ctx : &w->g0;
     csp__ctx_t *tc = to ? &to->ctx : &w->g0;
+    csp__rank_check_none("a context switch"); /* CSP_LOCKRANK builds */
 #if defined(CSP_DEBUG) || defined(CSP_ASAN)
     if (to && atomic_exchange(&to->on_cpu, 1))
         csp__panic("task %llu resumed while it runs elsewhere", (unsigned long long)to->id);
@@ -1148,16 +1150,16 @@ static csp__task_t *find_runnable(csp__worker_t *w)
          * once. Found by the channel fuzzer (tests/fuzz). */
         if (atomic_load_explicit(&w->wake_spinning, memory_order_relaxed))
             continue;
-        pthread_mutex_lock(&csp__rt.idle_lock);
+        csp__mutex_lock(&csp__rt.idle_lock, CSP__RANK_IDLE);
         if (atomic_load_explicit(&csp__rt.gq_n, memory_order_relaxed)) {
-            pthread_mutex_unlock(&csp__rt.idle_lock);
+            csp__mutex_unlock(&csp__rt.idle_lock);
             continue;
         }
         w->idle = 1;
         w->idle_next = csp__rt.idle_list;
         csp__rt.idle_list = w;
         atomic_fetch_add(&csp__rt.npidle, 1); /* seq_cst */
-        pthread_mutex_unlock(&csp__rt.idle_lock);
+        csp__mutex_unlock(&csp__rt.idle_lock);
         if (w->spinning) {
             w->spinning = 0;
             atomic_fetch_sub(&csp__rt.nspinning, 1); /* seq_cst, then re-check */
@@ -1202,6 +1204,7 @@ static csp__task_t *find_runnable(csp__worker_t *w)
         }
         atomic_store_explicit(&w->sleeps, atomic_load_explicit(&w->sleeps, memory_order_relaxed) + 1,
                               memory_order_relaxed);
+        csp__rank_check_none("a worker's sleep");
         csp__futex_wait(&w->park_seq, seq, deadline);
         if (deadline != CSP_FOREVER) {
             atomic_store(&csp__rt.sleep_until, INT64_MAX);

@@ -330,12 +330,12 @@ static uint32_t slots_reserve(csp__stack_pool_t *p, uint32_t n, csp__chunk_t **c
          * (16 bytes per task at the default size). */
         c->slot_size = p->slot_size;
         c->nslots = (uint32_t)per;
-        pthread_mutex_lock(&chunks_lock);
+        csp__mutex_lock(&chunks_lock, CSP__RANK_CHUNKS);
         atomic_store_explicit(&c->next, atomic_load_explicit(&chunks, memory_order_relaxed),
                               memory_order_relaxed);
         /* release: the chunk's fields are visible to lock-free walkers */
         atomic_store_explicit(&chunks, c, memory_order_release);
-        pthread_mutex_unlock(&chunks_lock);
+        csp__mutex_unlock(&chunks_lock);
         p->cur = c;
     }
     uint32_t i = atomic_load_explicit(&c->nused, memory_order_relaxed);
@@ -362,7 +362,7 @@ static inline bool is_default_pool(csp__stack_pool_t *p)
 static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
 {
     uint32_t got = 0;
-    pthread_mutex_lock(&p->lock);
+    csp__mutex_lock(&p->lock, CSP__RANK_STACKPOOL);
     while (got < n && p->nfree)
         out[got++] = p->free[--p->nfree];
     while (got < n) {
@@ -373,12 +373,12 @@ static uint32_t pool_take(csp__stack_pool_t *p, uint32_t n, csp__task_t **out)
         if (is_default_pool(p) &&
             atomic_load_explicit(&nslots_mapped, memory_order_relaxed) >= CSP__WARM_AFTER)
             atomic_store_explicit(&warm_hungry, 1, memory_order_relaxed);
-        pthread_mutex_unlock(&p->lock);
+        csp__mutex_unlock(&p->lock);
         for (uint32_t j = 0; j < k; j++)
             out[got++] = slot_init(p, c, i0 + j);
-        pthread_mutex_lock(&p->lock);
+        csp__mutex_lock(&p->lock, CSP__RANK_STACKPOOL);
     }
-    pthread_mutex_unlock(&p->lock);
+    csp__mutex_unlock(&p->lock);
     return got;
 }
 
@@ -393,12 +393,12 @@ bool csp__stacks_prewarm(void)
     csp__task_t *made[CSP__WARM_BATCH];
     csp__chunk_t *c;
     uint32_t i0, k = 0;
-    pthread_mutex_lock(&p->lock);
+    csp__mutex_lock(&p->lock, CSP__RANK_STACKPOOL);
     if (p->nfree < CSP__WARM_MAX)
         k = slots_reserve(p, CSP__WARM_BATCH, &c, &i0);
     else
         atomic_store_explicit(&warm_hungry, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&p->lock);
+    csp__mutex_unlock(&p->lock);
     if (!k)
         return false;
     for (uint32_t j = 0; j < k; j++)
@@ -409,7 +409,7 @@ bool csp__stacks_prewarm(void)
 
 static void pool_give(csp__stack_pool_t *p, csp__task_t **in, uint32_t n)
 {
-    pthread_mutex_lock(&p->lock);
+    csp__mutex_lock(&p->lock, CSP__RANK_STACKPOOL);
     if (p->nfree + n > p->cap) {
         size_t ncap = p->cap ? p->cap : 1024;
         while (ncap < p->nfree + n)
@@ -418,7 +418,7 @@ static void pool_give(csp__stack_pool_t *p, csp__task_t **in, uint32_t n)
         if (!nf) {
             /* can't grow the free array: the slots stay unused (leaked to
              * the pool) rather than corrupting anything */
-            pthread_mutex_unlock(&p->lock);
+            csp__mutex_unlock(&p->lock);
             return;
         }
         p->free = nf;
@@ -426,7 +426,7 @@ static void pool_give(csp__stack_pool_t *p, csp__task_t **in, uint32_t n)
     }
     memcpy(p->free + p->nfree, in, n * sizeof *in);
     p->nfree += n;
-    pthread_mutex_unlock(&p->lock);
+    csp__mutex_unlock(&p->lock);
 }
 
 csp__task_t *csp__task_alloc(csp__worker_t *w, size_t size)

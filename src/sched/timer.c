@@ -17,6 +17,7 @@
  * than that sleeper's deadline wakes it (csp__timer_wake_sleeper). Cost:
  * O(log n) per add/del/fire with n timers on the heap.
  */
+#define CSP__SPIN_RANK CSP__RANK_TIMER /* lock ranks: internal.h */
 #include "sched.h"
 
 #include <stdlib.h>

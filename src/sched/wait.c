@@ -108,13 +108,13 @@ uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *rea
     }
 
     /* plain thread */
-    pthread_mutex_lock(&thread_waiters_lock);
+    csp__mutex_lock(&thread_waiters_lock, CSP__RANK_THREADWAITERS);
     w->tprev = NULL;
     w->tnext = thread_waiters;
     if (thread_waiters)
         thread_waiters->tprev = w;
     thread_waiters = w;
-    pthread_mutex_unlock(&thread_waiters_lock);
+    csp__mutex_unlock(&thread_waiters_lock);
     if (csp__shutting_down())
         csp__waiter_wake(w, CSP__W_SHUTDOWN);
     uint32_t st;
@@ -127,14 +127,14 @@ uint32_t csp__waiter_wait(csp__waiter_t *w, csp_time_t deadline, const char *rea
                                                     memory_order_acq_rel, memory_order_acquire);
         }
     }
-    pthread_mutex_lock(&thread_waiters_lock);
+    csp__mutex_lock(&thread_waiters_lock, CSP__RANK_THREADWAITERS);
     if (w->tprev)
         w->tprev->tnext = w->tnext;
     else
         thread_waiters = w->tnext;
     if (w->tnext)
         w->tnext->tprev = w->tprev;
-    pthread_mutex_unlock(&thread_waiters_lock);
+    csp__mutex_unlock(&thread_waiters_lock);
     (void)reason;
     return st;
 }
@@ -179,8 +179,8 @@ void csp__waiter_await_ack(csp__waiter_t *w)
 
 void csp__waiters_shutdown_threads(void)
 {
-    pthread_mutex_lock(&thread_waiters_lock);
+    csp__mutex_lock(&thread_waiters_lock, CSP__RANK_THREADWAITERS);
     for (csp__waiter_t *w = thread_waiters; w; w = w->tnext)
         csp__waiter_wake(w, CSP__W_SHUTDOWN);
-    pthread_mutex_unlock(&thread_waiters_lock);
+    csp__mutex_unlock(&thread_waiters_lock);
 }

@@ -40,6 +40,7 @@
  * Lock order: `lock` is a leaf (rank 12): the mutex is locked and unlocked
  * only while `lock` is free; wakes happen after it is released.
  */
+#define CSP__SPIN_RANK CSP__RANK_LEAF /* lock ranks: internal.h */
 #include "../sched/wait.h"
 #include "sync_internal.h"
 

@@ -62,6 +62,7 @@
  * (which may take run-queue locks) happen after it is released.
  */
 #define _GNU_SOURCE
+#define CSP__SPIN_RANK CSP__RANK_LEAF /* lock ranks: internal.h */
 #include <time.h>
 #include <unistd.h>
 

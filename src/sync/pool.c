@@ -57,6 +57,7 @@
  *            as a hint that shared is empty, to skip the lock.
  *   csp__rt.state / csp__rt.gen: see locals_dead() and cur_gen().
  */
+#define CSP__SPIN_RANK CSP__RANK_LEAF /* lock ranks: internal.h */
 #include <stdlib.h>
 #include <string.h>
 

@@ -60,6 +60,7 @@
  * slock in a way that nests: slock (rank 14) is a leaf, released before any
  * mutex call or wake-up.
  */
+#define CSP__SPIN_RANK CSP__RANK_LEAF /* lock ranks: internal.h */
 #include "../sched/wait.h"
 
 typedef struct {

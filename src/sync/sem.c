@@ -18,6 +18,7 @@
  *     owns its units exactly when acquire returns 0.
  * Lock order: the semaphore lock is taken alone (waking happens after it).
  */
+#define CSP__SPIN_RANK CSP__RANK_LEAF /* lock ranks: internal.h */
 #include "../sched/wait.h"
 
 #include <string.h>

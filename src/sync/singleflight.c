@@ -52,6 +52,7 @@
  * Atomics: only the waiter state (wait.h) and the runtime's state/generation
  * (see leader_dead()); everything else is under the lock.
  */
+#define CSP__SPIN_RANK CSP__RANK_LEAF /* lock ranks: internal.h */
 #include <stdlib.h>
 #include <string.h>
 
