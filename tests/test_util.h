@@ -11,6 +11,10 @@
  *                       (fiber) a thread slot and dies past 8128 of them
  *                       ("ThreadSanitizer: Thread limit (8128 threads) exceeded").
  *
+ *   csp_test_threads_countable()  can this process count its threads
+ *                       (/proc/self/stat field 20)? qemu-user fakes 0 there,
+ *                       and the runtime's deadlock check is then off.
+ *
  * Tests also see the library's private definitions: CSP_ASAN / CSP_TSAN in
  * sanitizer builds, CSP_DEBUG in Debug builds, CSP_CONTEXT_UCONTEXT.
  */
@@ -18,7 +22,10 @@
 #define CSP_TEST_UTIL_H
 
 #include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline int csp_test_workers(void)
 {
@@ -43,5 +50,24 @@ static inline int csp_test_workers(void)
 #else
 #  define CSP_TEST_LIVE(n) CSP_TEST_SCALE(n)
 #endif
+
+static inline bool csp_test_threads_countable(void)
+{
+    FILE *f = fopen("/proc/self/stat", "re");
+    if (!f)
+        return false;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+    if (!p)
+        return false;
+    int field = 2;
+    for (p++; *p && field < 20; p++)
+        if (*p == ' ')
+            field++;
+    return field == 20 && atoi(p) >= 1;
+}
 
 #endif /* CSP_TEST_UTIL_H */

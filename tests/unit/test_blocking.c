@@ -311,24 +311,6 @@ static void test_shutdown(void **state)
 /* ------------------------------------------------------------------------ */
 /* deadlock check                                                            */
 
-static bool threads_countable(void)
-{
-    FILE *f = fopen("/proc/self/stat", "re");
-    if (!f)
-        return false;
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return false;
-    int field = 2;
-    for (p++; *p && field < 20; p++)
-        if (*p == ' ')
-            field++;
-    return field == 20 && atoi(p) >= 1;
-}
 
 static csp_chan_t *g_ch;
 
@@ -381,7 +363,7 @@ static void test_deadlock_check(void **state)
         assert_int_equal(csp_run(in_flight_main, NULL, &cfg), 0);
         TC_ASSERT_CLEAN();
     }
-    if (!threads_countable()) {
+    if (!csp_test_threads_countable()) {
         fprintf(stderr, "skipped the deadlock case: /proc/self/stat has no thread count here\n");
         return;
     }

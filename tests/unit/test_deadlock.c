@@ -32,32 +32,13 @@
 
 #define MS CSP_MILLISECOND
 
-/* Can this process count its threads? qemu-user fakes /proc/self/stat with a
- * thread count of 0, and the runtime then never declares a deadlock (it
- * cannot rule out a thread of the program's own): the tests that expect
- * CSP_EDEADLOCK skip there; those that expect none still run. */
-static bool threads_countable(void)
-{
-    FILE *f = fopen("/proc/self/stat", "re");
-    if (!f)
-        return false;
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return false;
-    int field = 2;
-    for (p++; *p && field < 20; p++)
-        if (*p == ' ')
-            field++;
-    return field == 20 && atoi(p) >= 1;
-}
-
+/* Where the process cannot count its threads (qemu-user fakes 0) the runtime
+ * never declares a deadlock (it cannot rule out a thread of the program's
+ * own): the tests that expect CSP_EDEADLOCK skip there; those that expect
+ * none still run. */
 #define NEED_THREAD_COUNT()                                                    \
     do {                                                                       \
-        if (!threads_countable()) {                                            \
+        if (!csp_test_threads_countable()) {                                   \
             fprintf(stderr, "skipped: /proc/self/stat has no thread count here (qemu-user?)\n"); \
             skip();                                                            \
         }                                                                      \
